@@ -1,0 +1,65 @@
+"""The ``repsim`` command: a thin layer over the Python API.
+
+Each subcommand lives in ``repsim/commands/<name>.py`` and exposes
+``register(subparsers) -> argparse.ArgumentParser`` whose parser sets ``func`` (args -> int).
+Command modules are imported when the parser is built; heavy imports (torch, matplotlib)
+happen inside ``func``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order shown in ``repsim --help``.
+COMMANDS = [
+    "similarity",
+    "compare",
+    "freeze_sweep",
+    "train",
+    "evaluate",
+    "reproduce",
+    "data",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import repsim
+
+    parser = argparse.ArgumentParser(
+        prog="repsim",
+        description=(
+            "Rapid learning or feature reuse? Measure how much each layer of a meta-learned "
+            "network changes in MAML's inner loop (Raghu et al., ICLR 2020)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"repsim {repsim.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"repsim.commands.{name}")
+        except ModuleNotFoundError as exc:  # a command not built yet
+            if exc.name == f"repsim.commands.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from repsim.errors import RepsimError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if argv is not None or len(sys.argv) > 1 else 2
+    try:
+        return int(args.func(args) or 0)
+    except RepsimError as exc:
+        print(f"repsim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"repsim {args.command}: interrupted", file=sys.stderr)
+        return 130
