@@ -1,0 +1,50 @@
+"""Few-shot data: real Omniglot / MiniImageNet classes and episodic tasks.
+
+- :func:`load_classes` -> :class:`ClassImages` (uint8 ``[n_classes, n_per_class, C, H, W]``);
+- :class:`TaskSampler` (``classes, ways, shots, queries, seed``) -> :class:`Task` (float
+  support / query tensors, labels ``0..N-1``), each task a pure function of its index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repsim.data.classes import ClassImages, stable_hash, with_rotations
+from repsim.data.tasks import Task, TaskSampler
+
+DATASETS = ("omniglot", "miniimagenet")
+
+__all__ = [
+    "DATASETS",
+    "ClassImages",
+    "Task",
+    "TaskSampler",
+    "load_classes",
+    "stable_hash",
+    "with_rotations",
+]
+
+
+def load_classes(
+    dataset: str = "omniglot",
+    split: str = "maml",
+    part: str = "train",
+    data_dir: str | Path | None = None,
+    rotations: bool = False,
+    cache_dir: str | Path | None = None,
+) -> ClassImages:
+    """The images of one split part of a dataset, grouped by class.
+
+    ``dataset="omniglot"``: splits ``maml`` (train/val/test = 1,100/100/423 characters),
+    ``vinyals`` (train/test = 1,200/423) and ``background`` (background/evaluation = 964/659);
+    uint8 ``[n, 20, 1, 28, 28]``, strokes 255. ``rotations=True`` adds 90/180/270-degree
+    copies as extra classes (4x). Data from ``data_dir``, else ``$REPSIM_DATA``; decoded once
+    into a cache under ``cache_dir``, else ``$REPSIM_CACHE``, else ``~/.cache/repsim``.
+    """
+    from repsim.errors import InputError
+
+    if dataset == "omniglot":
+        from repsim.data.omniglot import load_omniglot
+
+        return load_omniglot(split, part, data_dir, rotations, cache_dir)
+    raise InputError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
