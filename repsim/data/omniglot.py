@@ -336,6 +336,9 @@ def _load_cache(path: Path, key: str) -> dict | None:
         return None  # a damaged cache is rebuilt
 
 
+_MEMO: dict[str, dict] = {}  # content key -> decoded arrays of the last load in this process
+
+
 def load_all(
     data_dir: str | Path | None = None, cache_dir: str | Path | None = None
 ) -> tuple[dict, dict]:
@@ -343,13 +346,16 @@ def load_all(
     sources = find_sources(data_dir)
     key = content_key(sources)
     path = cache_path(key, cache_dir)
-    built = _load_cache(path, key)
+    built = _MEMO.get(key) or _load_cache(path, key)
     build_seconds = None
     if built is None:
         t0 = time.perf_counter()
         built = build_all(sources)
         build_seconds = time.perf_counter() - t0
         _save_cache(path, built, key)
+    built["images"].setflags(write=False)  # shared by every split drawn from it
+    _MEMO.clear()
+    _MEMO[key] = built
     prov = {
         "source": {s.name: str(s.path) for s in sources},
         "source_kind": sources[0].kind,
