@@ -1,0 +1,853 @@
+"""Similarity of two layers' representations: CCA, SVCCA, PWCCA and (debiased) CKA.
+
+Every measure compares activations shaped ``(n_datapoints, n_features)``: the same ``n``
+datapoints (rows) pushed through two layers (or one layer before and after the inner loop). The
+inputs are numpy arrays or torch tensors; tensors stay on their device (CUDA included) and all
+the math is torch, so it runs on a GPU when the activations live there. The computation is in
+float64 unless ``dtype=`` says otherwise, and every measure returns a Python float.
+
+Conventions
+-----------
+* Rows are centred before anything else (every measure here is translation invariant).
+* **CCA** (:func:`cca`, :func:`cca_coefficients`) is the mean of *all* canonical correlations
+  between the two centred column spaces: singular values of ``Qx^T Qy`` for orthonormal bases
+  ``Qx``, ``Qy``, clipped to [0, 1]. A *dead* (constant) neuron and any linearly dependent
+  direction is dropped first (columns are normalised, then directions whose singular value is
+  below ``rtol`` times the largest are null; default ``rtol = max(n, d) * eps(dtype)``), so the
+  mean is over ``min(rank_x, rank_y)`` coefficients. This is the "mean CCA similarity" of
+  Raghu et al. (2017, SVCCA, arXiv:1706.05806; NeurIPS 2017), *not* google/svcca's ``"mean"``
+  key, which first truncates at 98 % of the sum of the coefficients. CCA is invariant to any
+  invertible linear map of either side (so to column scaling: 1e-8 and 1e8 columns are fine).
+* **CCA needs more datapoints than dimensions.** After centring, ``n`` points span at most
+  ``n - 1`` dimensions; when ``rank_x + rank_y > n - 1`` the two subspaces must share
+  ``rank_x + rank_y - (n - 1)`` directions, whatever the data, and that many coefficients are 1
+  (with ``n <= d`` *every* coefficient is 1). CCA, SVCCA and PWCCA refuse such input with an
+  :class:`~repsim.errors.InputError` (use CKA, or more datapoints, e.g.
+  ``conv_to_2d(a, "channels")``). The ranks are those after dropping null directions (for SVCCA:
+  the directions kept).
+* **SVCCA** (:func:`svcca`, Raghu et al. 2017): centre, SVD each side, keep the fewest
+  directions that explain at least ``keep`` of the variance (sum of squared singular values),
+  then mean CCA of the kept directions.
+* **PWCCA** (:func:`pwcca`, Morcos, Raghu & Bengio 2018, "Insights on representational
+  similarity in neural networks with canonical correlation", NeurIPS): the canonical
+  correlations ``rho_i`` weighted by how much of **x** its canonical variates account for:
+  ``alpha_i = sum_j |<h_i, x_j>|`` with ``h_i`` the i-th unit-norm canonical variate of x (true
+  variates ``Xc w_i``) and ``x_j`` the j-th centred neuron of x, normalised to sum to 1. It is
+  *not* symmetric: ``pwcca(x, y) != pwcca(y, x)`` in general; x is the side whose structure
+  weights the coefficients.
+* **Linear CKA** (:func:`linear_cka`, Kornblith, Norouzi, Lee & Hinton 2019, "Similarity of
+  neural network representations revisited", ICML): ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F
+  ||Yc^T Yc||_F)``, computed in feature space (``O(n d^2)``) when that is cheaper and in Gram
+  space (``O(n^2 d)``) when ``d >> n``. ``debiased=True`` replaces HSIC by its unbiased
+  estimator (Song, Smola, Gretton, Bedo & Borgwardt 2012, "Feature selection via dependence
+  maximization", JMLR), written in feature space where possible; in Gram space it is the
+  Szekely-Rizzo U-centring. Debiased CKA needs n >= 4 and may be slightly negative.
+* **RBF CKA** (:func:`rbf_cka`): Gaussian kernel ``k(a, b) = exp(-||a - b||^2 / (2 sigma^2))``.
+  With ``sigma=None`` each side gets its own bandwidth
+  ``sigma = sigma_frac * sqrt(median_{i<j} ||a_i - a_j||^2)`` -- Kornblith et al.'s notebook
+  convention (``threshold`` there is ``sigma_frac`` here), except that the median is over the
+  distinct pairs only (their notebook also counts the n zero distances on the diagonal).
+* Convolutional activations ``(N, C, H, W)`` go through :func:`conv_to_2d` first: by default
+  ``(N*H*W, C)`` -- channels are neurons and every spatial position is a datapoint, as in the
+  paper.
+
+:func:`similarity_matrix` compares every layer of one model with every layer of another and
+does the per-layer work (centring, bases, self terms) once per layer. :class:`StreamingLinearCKA`
+and :class:`StreamingCCA` accumulate exact sufficient statistics over minibatches (``O(d^2)``
+memory) and equal the full-batch values to ~1e-10 in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from repsim.errors import InputError
+
+__all__ = [
+    "MEASURES",
+    "SimilarityMatrix",
+    "StreamingCCA",
+    "StreamingLinearCKA",
+    "cca",
+    "cca_coefficients",
+    "conv_to_2d",
+    "get_measure",
+    "linear_cka",
+    "pwcca",
+    "rbf_cka",
+    "similarity_matrix",
+    "svcca",
+]
+
+Array = Any  # numpy.ndarray | torch.Tensor
+
+# A centred column whose norm is below this many ulps of its magnitude is a dead neuron.
+_DEAD_ULPS = 100.0
+
+
+# --------------------------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------------------------
+
+
+def _as_matrix(a: Array, name: str, dtype: torch.dtype) -> torch.Tensor:
+    """``a`` as a finite 2-D torch tensor of ``dtype`` on its own device (numpy -> CPU)."""
+    if isinstance(a, np.ndarray):
+        if a.dtype == object or not (
+            np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.bool_)
+        ):
+            raise InputError(f"{name} has dtype {a.dtype}; pass numbers (a float array)")
+        t = torch.from_numpy(np.ascontiguousarray(a))
+    elif isinstance(a, torch.Tensor):
+        t = a.detach()
+    else:
+        raise InputError(
+            f"{name} is a {type(a).__name__}; pass a numpy array or a torch tensor shaped "
+            "(n_datapoints, n_features)"
+        )
+    if t.dim() == 1:
+        raise InputError(
+            f"{name} is 1-D with shape {tuple(t.shape)}; activations must be "
+            "(n_datapoints, n_features): for a single neuron use reshape(-1, 1)"
+        )
+    if t.dim() != 2:
+        raise InputError(
+            f"{name} has shape {tuple(t.shape)}; activations must be (n_datapoints, n_features): "
+            "convert conv outputs (N, C, H, W) with conv_to_2d(a, mode='channels' or 'flatten')"
+        )
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise InputError(f"{name} has shape {tuple(t.shape)}; it needs datapoints and features")
+    t = t.to(dtype)
+    if not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise InputError(
+            f"{name} contains {bad} NaN or inf value(s); remove or fix those datapoints first "
+            "(e.g. check the model for a diverged forward pass)"
+        )
+    return t
+
+
+def _check_dtype(dtype: torch.dtype) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise InputError(f"dtype must be a torch floating dtype (e.g. torch.float64), got {dtype}")
+
+
+def _pair(x: Array, y: Array, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate and convert a pair of activations with the same number of datapoints."""
+    _check_dtype(dtype)
+    tx = _as_matrix(x, "x", dtype)
+    ty = _as_matrix(y, "y", dtype)
+    if tx.shape[0] != ty.shape[0]:
+        raise InputError(
+            f"x has {tx.shape[0]} datapoints (rows) but y has {ty.shape[0]}; both must be the "
+            "same datapoints in the same order"
+        )
+    if tx.device != ty.device:
+        raise InputError(f"x is on {tx.device} but y is on {ty.device}; move both to one device")
+    return tx, ty
+
+
+def _need_debiased_n(n: int) -> None:
+    if n < 4:
+        raise InputError(
+            f"the debiased (unbiased HSIC) estimator needs at least 4 datapoints, got {n}; "
+            "pass more datapoints or use debiased=False"
+        )
+
+
+def _centre(t: torch.Tensor) -> torch.Tensor:
+    return t - t.mean(dim=0, keepdim=True)
+
+
+def _eps(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).eps
+
+
+def _alive_columns(t: torch.Tensor, tc: torch.Tensor) -> torch.Tensor:
+    """Boolean mask of the columns of ``t`` that are not constant (``tc`` is ``t`` centred)."""
+    n = t.shape[0]
+    scale = t.abs().amax(dim=0) * math.sqrt(n) * (_DEAD_ULPS * _eps(t.dtype))
+    return tc.norm(dim=0) > scale
+
+
+# --------------------------------------------------------------------------------------------
+# CCA family
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Basis:
+    """An orthonormal basis ``(n, rank)`` of a layer's centred column space (null part dropped)."""
+
+    q: torch.Tensor
+    n: int
+
+    @property
+    def rank(self) -> int:
+        return int(self.q.shape[1])
+
+
+def _default_rtol(n: int, d: int, dtype: torch.dtype) -> float:
+    return max(n, d) * _eps(dtype)
+
+
+def _cca_basis(t: torch.Tensor, name: str, rtol: float | None) -> _Basis:
+    """Orthonormal basis of the centred column space of ``t`` via QR, rank-revealed by SVD of R.
+
+    Columns are normalised first so that the rank decision is invariant to column scaling.
+    """
+    n, d = t.shape
+    tc = _centre(t)
+    alive = _alive_columns(t, tc)
+    if not bool(alive.any()):
+        raise InputError(
+            f"{name} has no variance: every column (neuron) is constant over the datapoints, so "
+            "its canonical correlations are undefined; check the layer or pass other datapoints"
+        )
+    if not bool(alive.all()):
+        tc = tc[:, alive]
+    tc = tc / tc.norm(dim=0, keepdim=True)
+    q, r = torch.linalg.qr(tc)
+    u, s, _ = torch.linalg.svd(r)
+    tol = (rtol if rtol is not None else _default_rtol(n, d, t.dtype)) * s[0]
+    k = int((s > tol).sum())
+    if k < u.shape[1]:
+        q = q @ u[:, :k]
+    return _Basis(q=q, n=n)
+
+
+def _svd_basis(t: torch.Tensor, name: str, keep: float) -> _Basis:
+    """Top singular directions of centred ``t`` explaining at least ``keep`` of the variance."""
+    n, d = t.shape
+    tc = _centre(t)
+    q, r = torch.linalg.qr(tc)
+    u, s, _ = torch.linalg.svd(r)
+    if float(s[0]) <= 0 or not bool(_alive_columns(t, tc).any()):
+        raise InputError(
+            f"{name} has no variance: every column (neuron) is constant over the datapoints; "
+            "check the layer or pass other datapoints"
+        )
+    s = torch.where(s > _default_rtol(n, d, t.dtype) * s[0], s, torch.zeros_like(s))
+    var = s.square()
+    frac = torch.cumsum(var, 0) / var.sum()
+    # fewest k with frac[k-1] >= keep (guard against rounding just below keep=1.0)
+    k = int((frac < keep - 1e-12).sum()) + 1
+    k = min(k, int((s > 0).sum()))
+    return _Basis(q=q @ u[:, :k], n=n)
+
+
+def _check_cca_dims(bx: _Basis, by: _Basis, what: str) -> None:
+    n = bx.n
+    if bx.rank + by.rank > n - 1:
+        forced = bx.rank + by.rank - (n - 1)
+        raise InputError(
+            f"{what} is degenerate here: x has rank {bx.rank} and y rank {by.rank} but the "
+            f"{n} datapoints span only {n - 1} dimensions after centring, so at least "
+            f"{min(forced, bx.rank, by.rank)} canonical correlation(s) equal 1 whatever the data "
+            f"(with n <= d every one is 1). Use linear_cka (no such limit), or pass more "
+            f"datapoints (rank_x + rank_y must be <= n - 1), e.g. conv_to_2d(a, 'channels')"
+        )
+
+
+def _coefficients_from_bases(bx: _Basis, by: _Basis, what: str = "CCA") -> torch.Tensor:
+    _check_cca_dims(bx, by, what)
+    m = bx.q.mT @ by.q
+    return torch.linalg.svdvals(m).clamp(0.0, 1.0)
+
+
+def cca_coefficients(
+    x: Array, y: Array, *, dtype: torch.dtype = torch.float64, rtol: float | None = None
+) -> torch.Tensor:
+    """All ``min(rank_x, rank_y)`` canonical correlations of x ``(n, d_x)`` and y ``(n, d_y)``.
+
+    Returned as a 1-D tensor (on the inputs' device) in descending order, each in [0, 1].
+    ``rtol``: directions with a singular value below ``rtol`` times the largest (after centring
+    and column normalisation) are null and dropped (default ``max(n, d) * eps(dtype)``).
+    Raises :class:`InputError` when ``rank_x + rank_y > n - 1`` (see the module docstring).
+    """
+    tx, ty = _pair(x, y, dtype)
+    return _coefficients_from_bases(_cca_basis(tx, "x", rtol), _cca_basis(ty, "y", rtol))
+
+
+def cca(
+    x: Array, y: Array, *, dtype: torch.dtype = torch.float64, rtol: float | None = None
+) -> float:
+    """Mean of all ``min(rank_x, rank_y)`` canonical correlations of x and y, in [0, 1].
+
+    Symmetric and invariant to invertible linear maps of either side. Needs
+    ``rank_x + rank_y <= n - 1`` datapoints; see :func:`cca_coefficients`.
+    """
+    return float(cca_coefficients(x, y, dtype=dtype, rtol=rtol).mean())
+
+
+def svcca(x: Array, y: Array, keep: float = 0.99, *, dtype: torch.dtype = torch.float64) -> float:
+    """SVCCA of Raghu et al. (2017): mean CCA of each side's top singular directions.
+
+    Each side keeps the fewest directions whose squared singular values add up to at least
+    ``keep`` (in (0, 1]) of its total variance; ``keep=1`` keeps every non-null direction.
+    """
+    if not 0.0 < float(keep) <= 1.0:
+        raise InputError(f"keep must be in (0, 1] (a fraction of variance), got {keep}")
+    tx, ty = _pair(x, y, dtype)
+    bx, by = _svd_basis(tx, "x", keep), _svd_basis(ty, "y", keep)
+    return float(_coefficients_from_bases(bx, by, "SVCCA").mean())
+
+
+def _pwcca_from(bx: _Basis, xc: torch.Tensor, by: _Basis) -> float:
+    _check_cca_dims(bx, by, "PWCCA")
+    u, rho, _ = torch.linalg.svd(bx.q.mT @ by.q, full_matrices=False)
+    h = bx.q @ u  # true canonical variates of x, unit norm, (n, m)
+    alpha = (h.mT @ xc).abs().sum(dim=1)
+    rho = rho.clamp(0.0, 1.0)
+    return float((alpha * rho).sum() / alpha.sum())
+
+
+def pwcca(
+    x: Array, y: Array, *, dtype: torch.dtype = torch.float64, rtol: float | None = None
+) -> float:
+    """Projection-weighted CCA of Morcos et al. (2018), weighted by x's side; not symmetric.
+
+    ``sum_i alpha_i rho_i`` with ``alpha_i`` proportional to ``sum_j |<h_i, x_j>|``: ``h_i`` the
+    unit-norm canonical variates of centred x and ``x_j`` its centred neurons (columns).
+    """
+    tx, ty = _pair(x, y, dtype)
+    return _pwcca_from(_cca_basis(tx, "x", rtol), _centre(tx), _cca_basis(ty, "y", rtol))
+
+
+# --------------------------------------------------------------------------------------------
+# CKA family
+# --------------------------------------------------------------------------------------------
+
+
+def _use_feature_space(n: int, dx: int, dy: int) -> bool:
+    """Feature-space cost 2n(dx^2+dy^2+dx*dy) vs Gram-space 2n^2(dx+dy) + n^2."""
+    return dx * dx + dy * dy + dx * dy <= n * (dx + dy)
+
+
+def _no_variance(name: str) -> InputError:
+    return InputError(
+        f"{name} has no variance: every column (neuron) is constant over the datapoints, so CKA "
+        "is undefined (0/0); check the layer or pass other datapoints"
+    )
+
+
+def _hsic_u_feature(
+    a: torch.Tensor, b: torch.Tensor, ab_frob2: torch.Tensor, ka: torch.Tensor, kb: torch.Tensor
+) -> torch.Tensor:
+    """Unbiased HSIC (Song et al. 2012) of linear kernels, times n(n-3), in feature space.
+
+    ``a (n, da)``, ``b (n, db)`` (centred or not), ``ab_frob2 = ||a^T b||_F^2``, ``ka``, ``kb``:
+    the Gram diagonals (row squared norms). With K~ = aa^T minus its diagonal:
+    tr(K~L~) = ||a^T b||^2 - ka.kb; 1^T K~ 1 = ||a^T 1||^2 - sum ka; K~1 = a (a^T 1) - ka.
+    """
+    n = a.shape[0]
+    sa, sb = a.sum(dim=0), b.sum(dim=0)
+    ka1 = a @ sa - ka
+    kb1 = b @ sb - kb
+    trace = ab_frob2 - ka @ kb
+    tot = (sa @ sa - ka.sum()) * (sb @ sb - kb.sum())
+    return trace + tot / ((n - 1) * (n - 2)) - 2.0 * (ka1 @ kb1) / (n - 2)
+
+
+def _u_centre(k: torch.Tensor) -> torch.Tensor:
+    """Szekely-Rizzo U-centring of a Gram matrix ``(n, n)`` (diagonal set to 0)."""
+    n = k.shape[0]
+    k = k.clone()
+    k.fill_diagonal_(0.0)
+    rows = k.sum(dim=1) / (n - 2)
+    total = k.sum() / ((n - 1) * (n - 2))
+    k -= rows[:, None]
+    k -= rows[None, :]
+    k += total
+    k.fill_diagonal_(0.0)
+    return k
+
+
+def _double_centre(k: torch.Tensor) -> torch.Tensor:
+    """H K H with H = I - 11^T/n, for a symmetric Gram matrix ``(n, n)``."""
+    rows = k.mean(dim=1)
+    return k - rows[:, None] - rows[None, :] + rows.mean()
+
+
+def _ratio(xy: torch.Tensor, xx: torch.Tensor, yy: torch.Tensor, debiased: bool) -> float:
+    xx, yy = float(xx), float(yy)
+    if debiased and (xx <= 0 or yy <= 0):
+        raise InputError(
+            "the unbiased HSIC of a layer with itself came out <= 0 (too few datapoints for "
+            "the debiased estimator); pass more datapoints or use debiased=False"
+        )
+    return float(xy) / math.sqrt(xx * yy)
+
+
+@dataclass
+class _CKALayer:
+    """Per-layer work for linear CKA, done once: centred data and self terms."""
+
+    space: str  # "feature" or "gram"
+    debiased: bool
+    xc: torch.Tensor | None = None  # (n, d), feature space
+    kdiag: torch.Tensor | None = None  # (n,), feature space, debiased
+    gram: torch.Tensor | None = None  # (n, n) centred / U-centred, Gram space
+    self_term: torch.Tensor | None = None  # ||Xc^T Xc||_F (biased) or n(n-3) HSIC_u(x, x)
+
+
+def _prepare_linear_cka(t: torch.Tensor, name: str, space: str, debiased: bool) -> _CKALayer:
+    tc = _centre(t)
+    if not bool(_alive_columns(t, tc).any()):
+        raise _no_variance(name)
+    if space == "feature":
+        g = tc.mT @ tc
+        if not debiased:
+            return _CKALayer(space, debiased, xc=tc, self_term=g.norm())
+        kd = tc.square().sum(dim=1)
+        self_term = _hsic_u_feature(tc, tc, g.square().sum(), kd, kd)
+        return _CKALayer(space, debiased, xc=tc, kdiag=kd, self_term=self_term)
+    k = tc @ tc.mT
+    if debiased:
+        k = _u_centre(k)
+    return _CKALayer(
+        space, debiased, gram=k, self_term=(k.square().sum() if debiased else k.norm())
+    )
+
+
+def _linear_cka_pair(a: _CKALayer, b: _CKALayer) -> float:
+    if a.space == "feature":
+        cross2 = (a.xc.mT @ b.xc).square().sum()
+        if not a.debiased:
+            return min(float(cross2 / (a.self_term * b.self_term)), 1.0)
+        xy = _hsic_u_feature(a.xc, b.xc, cross2, a.kdiag, b.kdiag)
+        return _ratio(xy, a.self_term, b.self_term, True)
+    xy = (a.gram * b.gram).sum()
+    if not a.debiased:
+        return min(max(float(xy / (a.self_term * b.self_term)), 0.0), 1.0)
+    return _ratio(xy, a.self_term, b.self_term, True)
+
+
+def linear_cka(
+    x: Array, y: Array, debiased: bool = False, *, dtype: torch.dtype = torch.float64
+) -> float:
+    """Linear CKA of Kornblith et al. (2019) between x ``(n, d_x)`` and y ``(n, d_y)``.
+
+    Biased: in [0, 1], symmetric, invariant to orthogonal maps, isotropic scaling and translation.
+    ``debiased=True`` uses the unbiased HSIC estimator (Song et al. 2012; needs n >= 4).
+    """
+    tx, ty = _pair(x, y, dtype)
+    n = tx.shape[0]
+    if debiased:
+        _need_debiased_n(n)
+    space = "feature" if _use_feature_space(n, tx.shape[1], ty.shape[1]) else "gram"
+    a = _prepare_linear_cka(tx, "x", space, debiased)
+    b = _prepare_linear_cka(ty, "y", space, debiased)
+    return _linear_cka_pair(a, b)
+
+
+def _sq_distances(t: torch.Tensor) -> torch.Tensor:
+    tc = _centre(t)
+    g = tc @ tc.mT
+    sq = g.diagonal()
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * g).clamp_min(0.0)
+    d2.fill_diagonal_(0.0)
+    return d2
+
+
+def _rbf_gram(t: torch.Tensor, name: str, sigma: float | None, sigma_frac: float) -> torch.Tensor:
+    d2 = _sq_distances(t)
+    if sigma is None:
+        n = d2.shape[0]
+        iu = torch.triu_indices(n, n, offset=1, device=d2.device)
+        med = d2[iu[0], iu[1]].median()
+        if float(med) <= 0:
+            raise InputError(
+                f"{name}: the median pairwise distance is 0 (most datapoints are identical), so "
+                "the median bandwidth is 0; pass sigma= explicitly"
+            )
+        s2 = (sigma_frac**2) * med
+    else:
+        s2 = torch.as_tensor(float(sigma) ** 2, dtype=d2.dtype, device=d2.device)
+    return torch.exp(-d2 / (2.0 * s2))
+
+
+def _prepare_rbf(
+    t: torch.Tensor, name: str, sigma: float | None, sigma_frac: float, debiased: bool
+) -> _CKALayer:
+    if not bool(_alive_columns(t, _centre(t)).any()):
+        raise _no_variance(name)
+    k = _rbf_gram(t, name, sigma, sigma_frac)
+    k = _u_centre(k) if debiased else _double_centre(k)
+    self_term = k.square().sum() if debiased else k.norm()
+    return _CKALayer("gram", debiased, gram=k, self_term=self_term)
+
+
+def rbf_cka(
+    x: Array,
+    y: Array,
+    sigma: float | None = None,
+    debiased: bool = False,
+    *,
+    sigma_frac: float = 1.0,
+    dtype: torch.dtype = torch.float64,
+) -> float:
+    """CKA with Gaussian kernels ``exp(-||a - b||^2 / (2 sigma^2))``; ``O(n^2)`` memory.
+
+    ``sigma=None``: per side, ``sigma = sigma_frac * sqrt(median_{i<j} ||a_i - a_j||^2)``;
+    a given ``sigma`` is used for both sides.
+    """
+    if sigma is not None and not float(sigma) > 0:
+        raise InputError(f"sigma must be > 0 (a kernel bandwidth) or None, got {sigma}")
+    if not float(sigma_frac) > 0:
+        raise InputError(f"sigma_frac must be > 0, got {sigma_frac}")
+    tx, ty = _pair(x, y, dtype)
+    if debiased:
+        _need_debiased_n(tx.shape[0])
+    a = _prepare_rbf(tx, "x", sigma, sigma_frac, debiased)
+    b = _prepare_rbf(ty, "y", sigma, sigma_frac, debiased)
+    return _linear_cka_pair(a, b)
+
+
+def _cka_debiased(x: Array, y: Array, *, dtype: torch.dtype = torch.float64) -> float:
+    """Debiased linear CKA (unbiased HSIC, Song et al. 2012)."""
+    return linear_cka(x, y, debiased=True, dtype=dtype)
+
+
+def _rbf_cka_debiased(x: Array, y: Array, **kwargs) -> float:
+    """Debiased RBF CKA (median bandwidth unless ``sigma`` is given)."""
+    return rbf_cka(x, y, debiased=True, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Conv activations
+# --------------------------------------------------------------------------------------------
+
+CONV_MODES = ("channels", "flatten")
+
+
+def conv_to_2d(a: Array, mode: str = "channels") -> Array:
+    """Convolutional activations ``(N, C, H, W)`` as ``(n_datapoints, n_features)``.
+
+    ``"channels"``: ``(N*H*W, C)``, channels are neurons and every spatial position of every
+    input is a datapoint (the paper's convention); rows are ordered input-major, then H, then W.
+    ``"flatten"``: ``(N, C*H*W)``, one datapoint per input. 2-D input is returned unchanged.
+    Works for any ``(N, C, *spatial)``; returns the same kind (numpy or torch) as given.
+    """
+    if mode not in CONV_MODES:
+        raise InputError(f"mode must be one of {CONV_MODES}, got {mode!r}")
+    if not isinstance(a, (np.ndarray, torch.Tensor)):
+        raise InputError(f"a is a {type(a).__name__}; pass a numpy array or a torch tensor")
+    if a.ndim == 2:
+        return a
+    if a.ndim < 2:
+        raise InputError(
+            f"a has shape {tuple(a.shape)}; expected (N, C, H, W) (or (N, D), passed through); "
+            "for a single neuron use reshape(-1, 1)"
+        )
+    n, c = a.shape[0], a.shape[1]
+    if mode == "flatten":
+        return a.reshape(n, -1)
+    axes = (0, *range(2, a.ndim), 1)
+    if isinstance(a, np.ndarray):
+        return np.ascontiguousarray(a.transpose(axes)).reshape(-1, c)
+    return a.permute(axes).reshape(-1, c)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry and layer-by-layer matrices
+# --------------------------------------------------------------------------------------------
+
+MEASURES: dict[str, Callable[..., float]] = {
+    "cca": cca,
+    "svcca": svcca,
+    "pwcca": pwcca,
+    "cka": linear_cka,
+    "cka_debiased": _cka_debiased,
+    "rbf_cka": rbf_cka,
+    "rbf_cka_debiased": _rbf_cka_debiased,
+}
+
+
+def get_measure(name: str) -> Callable[..., float]:
+    """The measure called ``name``: ``get_measure("cka")(x, y) -> float``."""
+    try:
+        return MEASURES[name]
+    except (KeyError, TypeError):
+        raise InputError(
+            f"unknown similarity measure {name!r}; valid names: {', '.join(MEASURES)}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class SimilarityMatrix:
+    """``values[i, j]`` = measure(``rows[i]`` of model a, ``cols[j]`` of model b)."""
+
+    rows: list[str]
+    cols: list[str]
+    values: np.ndarray
+    measure: str
+
+    def __getitem__(self, key: tuple[str, str]) -> float:
+        row, col = key
+        return float(self.values[self.rows.index(row), self.cols.index(col)])
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        """``{row: {col: value}}``."""
+        return {
+            r: {c: float(self.values[i, j]) for j, c in enumerate(self.cols)}
+            for i, r in enumerate(self.rows)
+        }
+
+
+def _layers(acts: Mapping[str, Array], which: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    if not isinstance(acts, Mapping) or not acts:
+        raise InputError(f"{which} must be a non-empty dict {{layer name: activations}}")
+    return {str(k): _as_matrix(v, f"{which}[{k!r}]", dtype) for k, v in acts.items()}
+
+
+def similarity_matrix(
+    acts_a: Mapping[str, Array],
+    acts_b: Mapping[str, Array] | None = None,
+    measure: str = "cka",
+    *,
+    dtype: torch.dtype = torch.float64,
+    **kwargs,
+) -> SimilarityMatrix:
+    """Every layer of ``acts_a`` against every layer of ``acts_b`` (default: ``acts_a`` itself).
+
+    ``acts_*``: ``{layer name: (n, d_layer)}`` on the same n datapoints. Each layer's own work
+    (centring, orthonormal basis, Gram matrix, self term) is done once, not once per pair.
+    ``kwargs`` go to the measure (e.g. ``keep=`` for SVCCA, ``sigma=`` for RBF CKA). A pair a
+    CCA-type measure refuses (too few datapoints) raises :class:`InputError`.
+    """
+    if measure not in MEASURES:
+        get_measure(measure)
+    _check_dtype(dtype)
+    la = _layers(acts_a, "acts_a", dtype)
+    lb = la if acts_b is None else _layers(acts_b, "acts_b", dtype)
+    ns = {t.shape[0] for t in (*la.values(), *lb.values())}
+    if len(ns) != 1:
+        raise InputError(
+            f"every layer must have the same datapoints, but the row counts are {sorted(ns)}; "
+            "compare activations of the same inputs (for conv layers use the same conv_to_2d mode)"
+        )
+    n = ns.pop()
+    prep = _preparer(measure, n, [t.shape[1] for t in (*la.values(), *lb.values())], kwargs)
+    pa = {k: prep(t, k) for k, t in la.items()}
+    pb = pa if acts_b is None else {k: prep(t, k) for k, t in lb.items()}
+    pair = _pair_fn(measure)
+    values = np.empty((len(pa), len(pb)))
+    for i, ka in enumerate(pa):
+        for j, kb in enumerate(pb):
+            values[i, j] = pair(pa[ka], pb[kb])
+    return SimilarityMatrix(rows=list(pa), cols=list(pb), values=values, measure=measure)
+
+
+def _preparer(measure: str, n: int, dims: list[int], kwargs: dict) -> Callable:
+    allowed = {
+        "cca": {"rtol"},
+        "pwcca": {"rtol"},
+        "svcca": {"keep"},
+        "cka": {"debiased"},
+        "cka_debiased": set(),
+        "rbf_cka": {"sigma", "sigma_frac", "debiased"},
+        "rbf_cka_debiased": {"sigma", "sigma_frac"},
+    }[measure]
+    extra = set(kwargs) - allowed
+    if extra:
+        raise InputError(
+            f"{measure} takes no argument(s) {sorted(extra)}; "
+            f"it accepts {sorted(allowed) or 'none'}"
+        )
+    if measure == "cca":
+        return lambda t, k: _cca_basis(t, k, kwargs.get("rtol"))
+    if measure == "pwcca":
+        return lambda t, k: (_cca_basis(t, k, kwargs.get("rtol")), _centre(t))
+    if measure == "svcca":
+        keep = kwargs.get("keep", 0.99)
+        if not 0.0 < float(keep) <= 1.0:
+            raise InputError(f"keep must be in (0, 1] (a fraction of variance), got {keep}")
+        return lambda t, k: _svd_basis(t, k, keep)
+    if measure in ("cka", "cka_debiased"):
+        debiased = measure == "cka_debiased" or bool(kwargs.get("debiased", False))
+        if debiased:
+            _need_debiased_n(n)
+        # one space for the whole matrix: feature space unless some layer is much wider than n
+        feature_cost = sum(dims) ** 2
+        gram_cost = n * (2 * sum(dims) + len(dims) ** 2)
+        space = "feature" if feature_cost <= gram_cost else "gram"
+        return lambda t, k: _prepare_linear_cka(t, k, space, debiased)
+    debiased = measure == "rbf_cka_debiased" or bool(kwargs.get("debiased", False))
+    if debiased:
+        _need_debiased_n(n)
+    sigma, frac = kwargs.get("sigma"), kwargs.get("sigma_frac", 1.0)
+    return lambda t, k: _prepare_rbf(t, k, sigma, frac, debiased)
+
+
+def _pair_fn(measure: str) -> Callable:
+    if measure == "cca":
+        return lambda a, b: float(_coefficients_from_bases(a, b).mean())
+    if measure == "svcca":
+        return lambda a, b: float(_coefficients_from_bases(a, b, "SVCCA").mean())
+    if measure == "pwcca":
+        return lambda a, b: _pwcca_from(a[0], a[1], b[0])
+    return _linear_cka_pair
+
+
+# --------------------------------------------------------------------------------------------
+# Exact streaming over minibatches
+# --------------------------------------------------------------------------------------------
+
+
+class _Moments:
+    """Running n, sums and cross-products of shifted x and y (shift = first batch's mean).
+
+    Shifting by a fixed vector keeps the sums exact and avoids cancellation when the mean is
+    large compared with the spread. ``O(d^2)`` memory.
+    """
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        _check_dtype(dtype)
+        self.dtype = dtype
+        self.n = 0
+        self.shift_x = self.shift_y = None
+        self.sx = self.sy = self.xx = self.xy = self.yy = None
+        self.maxabs_x = self.maxabs_y = None
+
+    def update(self, x_batch: Array, y_batch: Array) -> None:
+        tx, ty = _pair(x_batch, y_batch, self.dtype)
+        if self.n == 0:
+            self.shift_x, self.shift_y = tx.mean(0), ty.mean(0)
+            dx, dy = tx.shape[1], ty.shape[1]
+            z = dict(dtype=self.dtype, device=tx.device)
+            self.sx, self.sy = torch.zeros(dx, **z), torch.zeros(dy, **z)
+            self.xx, self.yy = torch.zeros(dx, dx, **z), torch.zeros(dy, dy, **z)
+            self.xy = torch.zeros(dx, dy, **z)
+            self.maxabs_x, self.maxabs_y = torch.zeros(dx, **z), torch.zeros(dy, **z)
+        elif tx.shape[1] != self.sx.shape[0] or ty.shape[1] != self.sy.shape[0]:
+            raise InputError(
+                f"this batch has {tx.shape[1]} x-features and {ty.shape[1]} y-features but earlier "
+                f"batches had {self.sx.shape[0]} and {self.sy.shape[0]}; stream one layer pair"
+            )
+        elif tx.device != self.sx.device:
+            raise InputError(f"this batch is on {tx.device}, earlier ones on {self.sx.device}")
+        self.maxabs_x = torch.maximum(self.maxabs_x, tx.abs().amax(0))
+        self.maxabs_y = torch.maximum(self.maxabs_y, ty.abs().amax(0))
+        a, b = tx - self.shift_x, ty - self.shift_y
+        self.n += tx.shape[0]
+        self.sx += a.sum(0)
+        self.sy += b.sum(0)
+        self.xx += a.mT @ a
+        self.yy += b.mT @ b
+        self.xy += a.mT @ b
+
+    def centred(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Centred scatter matrices ``Xc^T Xc``, ``Xc^T Yc``, ``Yc^T Yc``."""
+        if self.n == 0:
+            raise InputError("no data yet: call .update(x_batch, y_batch) first")
+        mx, my = self.sx / self.n, self.sy / self.n
+        cxx = self.xx - self.n * torch.outer(mx, mx)
+        cyy = self.yy - self.n * torch.outer(my, my)
+        cxy = self.xy - self.n * torch.outer(mx, my)
+        return cxx, cxy, cyy
+
+    def alive(self, c: torch.Tensor, raw: torch.Tensor, maxabs: torch.Tensor) -> torch.Tensor:
+        eps = _eps(self.dtype)
+        floor = self.n * (_DEAD_ULPS * eps * maxabs) ** 2 + _DEAD_ULPS * eps * raw.diagonal()
+        return c.diagonal() > floor
+
+
+class StreamingLinearCKA:
+    """Exact linear CKA accumulated over minibatches of paired activations.
+
+    ``update(x_batch (b, d_x), y_batch (b, d_y))`` adds the batch's sums and cross-products
+    (``O(d^2)`` memory); ``value()`` equals ``linear_cka`` on all the rows seen so far.
+    """
+
+    def __init__(self, *, dtype: torch.dtype = torch.float64) -> None:
+        self._m = _Moments(dtype)
+
+    @property
+    def n(self) -> int:
+        """Datapoints seen so far."""
+        return self._m.n
+
+    def update(self, x_batch: Array, y_batch: Array) -> StreamingLinearCKA:
+        self._m.update(x_batch, y_batch)
+        return self
+
+    def value(self) -> float:
+        m = self._m
+        cxx, cxy, cyy = m.centred()
+        if not bool(m.alive(cxx, m.xx, m.maxabs_x).any()):
+            raise _no_variance("x")
+        if not bool(m.alive(cyy, m.yy, m.maxabs_y).any()):
+            raise _no_variance("y")
+        return min(float(cxy.square().sum() / (cxx.norm() * cyy.norm())), 1.0)
+
+
+def _whitener(c: torch.Tensor, alive: torch.Tensor, name: str, rtol: float | None) -> torch.Tensor:
+    """``W (d, r)`` with ``W^T C W = I_r`` over the non-null directions of scatter matrix C."""
+    if not bool(alive.any()):
+        raise InputError(
+            f"{name} has no variance: every column (neuron) is constant over the datapoints, so "
+            "its canonical correlations are undefined"
+        )
+    idx = alive.nonzero().squeeze(1)
+    sub = c[idx][:, idx]
+    std = sub.diagonal().sqrt()
+    corr = sub / std[:, None] / std[None, :]
+    lam, v = torch.linalg.eigh(corr)
+    d = corr.shape[0]
+    tol = (rtol if rtol is not None else 1e3 * d * _eps(c.dtype)) * lam[-1]
+    keep = lam > tol
+    w_sub = v[:, keep] / lam[keep].sqrt() / std[:, None]
+    w = torch.zeros(c.shape[0], w_sub.shape[1], dtype=c.dtype, device=c.device)
+    w[idx] = w_sub
+    return w
+
+
+class StreamingCCA:
+    """Exact CCA accumulated over minibatches, from covariance whitening of the moments.
+
+    ``value()`` is the mean of ``coefficients()`` and equals :func:`cca` on all rows seen so far
+    (to ~1e-10 for well-conditioned data: covariances square the condition number, so directions
+    with relative variance below ``rtol`` (default ``1e3 * d * eps``) of the largest, after
+    column normalisation, are treated as null).
+    """
+
+    def __init__(self, *, dtype: torch.dtype = torch.float64, rtol: float | None = None) -> None:
+        self._m = _Moments(dtype)
+        self.rtol = rtol
+
+    @property
+    def n(self) -> int:
+        """Datapoints seen so far."""
+        return self._m.n
+
+    def update(self, x_batch: Array, y_batch: Array) -> StreamingCCA:
+        self._m.update(x_batch, y_batch)
+        return self
+
+    def coefficients(self) -> torch.Tensor:
+        """Canonical correlations, descending, in [0, 1]."""
+        m = self._m
+        cxx, cxy, cyy = m.centred()
+        wx = _whitener(cxx, m.alive(cxx, m.xx, m.maxabs_x), "x", self.rtol)
+        wy = _whitener(cyy, m.alive(cyy, m.yy, m.maxabs_y), "y", self.rtol)
+        rx, ry = wx.shape[1], wy.shape[1]
+        if rx + ry > m.n - 1:
+            forced = rx + ry - (m.n - 1)
+            raise InputError(
+                f"CCA is degenerate here: x has rank {rx} and y rank {ry} but the {m.n} "
+                f"datapoints span only {m.n - 1} dimensions after centring, so at least "
+                f"{min(forced, rx, ry)} canonical correlation(s) equal 1 whatever the data. "
+                "Use StreamingLinearCKA, or stream more datapoints"
+            )
+        return torch.linalg.svdvals(wx.mT @ cxy @ wy).clamp(0.0, 1.0)
+
+    def value(self) -> float:
+        """Mean canonical correlation."""
+        return float(self.coefficients().mean())
