@@ -112,6 +112,7 @@ def plot_similarity_heatmap(
         cbar_kws={"label": "similarity"},
         ax=ax,
     )
+    ax.tick_params(axis="y", labelrotation=0)
     ax.set_xlabel(col_label)
     ax.set_ylabel(row_label)
     if title:

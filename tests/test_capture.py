@@ -213,10 +213,10 @@ def test_a_model_compared_with_itself_has_a_diagonal_of_one():
 
 def test_streaming_capture_matches_one_batch_for_a_batch_independent_module():
     torch.manual_seed(0)
-    mlp = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 4))
-    mlp.analysis_layers = ("0", "2")
+    mlp = nn.Sequential(nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 4))
+    mlp.analysis_layers = ("1", "2")  # full-rank outputs (CCA is rank-sensitive)
     other = {n: p.detach() + 0.3 * torch.randn_like(p) for n, p in mlp.named_parameters()}
-    x = torch.randn(90, 6)
+    x = torch.randn(90, 16)
     streamed = capture_streaming(mlp, x.split(30), None, other, measures=("cka", "cca"))
     before, after = capture_before_after(mlp, None, other, x)
     whole = layer_similarity(before, after, ["cka", "cca"])

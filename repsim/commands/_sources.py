@@ -1,0 +1,186 @@
+"""What ``repsim similarity`` and ``repsim compare`` share: loading a meta-learner (repsim's own
+checkpoint or another library's) and choosing the tasks to run it on.
+
+Tasks come from, in this order: ``--probe DIR_OR_NPZ`` (the user's own images), the real
+dataset when ``--data-dir`` / ``$REPSIM_DATA`` names a folder that exists, else the small probe
+set shipped with repsim (real Omniglot test-split images), so the commands run on a fresh
+machine with no dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repsim.errors import InputError
+
+
+def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        default="repsim",
+        help="checkpoint format: 'repsim' (default) or another library's, read by repsim.adapters",
+    )
+
+
+def add_task_args(parser: argparse.ArgumentParser, default_out: str) -> None:
+    parser.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
+    parser.add_argument(
+        "--split", default=None, help="class split (default: the checkpoint's, else 'maml')"
+    )
+    parser.add_argument("--part", default="test", help="part of the split (default test)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="dataset folder (default $REPSIM_DATA; without one, the shipped probe set is used)",
+    )
+    parser.add_argument(
+        "--probe",
+        default=None,
+        metavar="DIR_OR_NPZ",
+        help="use your own images: a folder of class sub-folders of images, or "
+        "an .npz like the shipped probe set",
+    )
+    parser.add_argument("--tasks", type=int, default=20, help="number of test tasks (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="task sampling seed (default 0)")
+    parser.add_argument("--ways", type=int, default=None, help="default: the checkpoint's")
+    parser.add_argument("--shots", type=int, default=None, help="default: the checkpoint's")
+    parser.add_argument(
+        "--queries",
+        type=int,
+        default=None,
+        help="query examples per class (default: the checkpoint's)",
+    )
+    parser.add_argument(
+        "--conv-mode",
+        choices=("channels", "flatten"),
+        default="channels",
+        help="conv activations as (N*H*W, C) 'channels' (default, the paper's) "
+        "or (N, C*H*W) 'flatten'",
+    )
+
+
+def parse_measures(text: str) -> list[str]:
+    measures = [m.strip() for m in text.split(",") if m.strip()]
+    if not measures:
+        raise InputError("--measures is empty: give e.g. --measures cca,cka")
+    from repsim.similarity import get_measure
+
+    for m in measures:
+        get_measure(m)  # an unknown name raises InputError listing the known ones
+    return measures
+
+
+def load_learner(path: str | Path | None, fmt: str = "repsim", inner_steps: int | None = None):
+    """A :class:`repsim.protocol.MetaLearner` from ``path`` (default: the shipped checkpoint)."""
+    if fmt != "repsim":
+        if path is None:
+            raise InputError(f"--format {fmt} needs a checkpoint path")
+        from repsim import adapters
+
+        return adapters.load(path, format=fmt)
+    from repsim import checkpoint
+
+    return checkpoint.load_meta_learner(
+        path if path is not None else checkpoint.DEFAULT_CHECKPOINT, inner_steps=inner_steps
+    )
+
+
+@dataclass
+class TaskSource:
+    """The tasks to analyse and a JSON-able record of where they came from."""
+
+    tasks: list
+    meta: dict = field(default_factory=dict)
+
+
+def _real_data_dir(data_dir: str | None) -> str | None:
+    chosen = data_dir or os.environ.get("REPSIM_DATA")
+    if data_dir and not Path(data_dir).expanduser().exists():
+        raise InputError(
+            f"--data-dir {data_dir} does not exist: give the folder that holds the "
+            "dataset, or leave --data-dir out to use the shipped probe set"
+        )
+    if chosen and Path(chosen).expanduser().exists():
+        return chosen
+    return None
+
+
+def build_tasks(args: argparse.Namespace, config: dict) -> TaskSource:
+    """``args.tasks`` tasks from the probe set or dataset (see the module docstring)."""
+    from repsim import data
+
+    if args.tasks < 1:
+        raise InputError(f"--tasks must be at least 1, got {args.tasks}")
+    dataset = config.get("dataset", "omniglot")
+    split = args.split or config.get("split") or "maml"
+    ways = args.ways or int(config.get("ways", 5))
+    shots = args.shots or int(config.get("shots", 1))
+    queries = args.queries or int(config.get("queries", 15))
+    data_dir = _real_data_dir(args.data_dir)
+    if args.probe:
+        classes = data.load_probe_classes(args.probe)
+        source = {"source": "probe", "probe": str(args.probe)}
+    elif data_dir is not None:
+        classes = data.load_classes(dataset, split, args.part, data_dir, rotations=False)
+        source = {
+            "source": "dataset",
+            "data_dir": str(data_dir),
+            "dataset": dataset,
+            "split": split,
+            "part": args.part,
+        }
+    else:
+        classes = data.load_probe_classes()
+        source = {"source": "shipped probe set"}
+        print(
+            "note: no dataset configured (--data-dir / $REPSIM_DATA); using the shipped probe "
+            "set of Omniglot test-split images",
+            file=sys.stderr,
+        )
+    available = classes.n_per_class - shots
+    if available < 1:
+        raise InputError(
+            f"the images have {classes.n_per_class} per class, too few for {shots} shots plus "
+            "queries: use fewer --shots or a larger set"
+        )
+    if queries > available:
+        print(
+            f"note: {classes.n_per_class} images per class: using {available} queries per "
+            f"class instead of {queries}",
+            file=sys.stderr,
+        )
+        queries = available
+    if ways > classes.n_classes:
+        raise InputError(
+            f"{ways}-way tasks need {ways} classes, the images have "
+            f"{classes.n_classes}: use --ways {classes.n_classes} or more classes"
+        )
+    sampler = data.TaskSampler(classes, ways=ways, shots=shots, queries=queries, seed=args.seed)
+    tasks = [sampler.task(i) for i in range(args.tasks)]
+    meta = {
+        **source,
+        "ways": ways,
+        "shots": shots,
+        "queries": queries,
+        "seed": args.seed,
+        "tasks": args.tasks,
+        "classes": dict(getattr(classes, "meta", {}) or {}),
+    }
+    sampler_meta = getattr(sampler, "meta", None)
+    if callable(sampler_meta):
+        sampler_meta = sampler_meta()
+    if isinstance(sampler_meta, dict):
+        meta["sampler"] = sampler_meta
+    return TaskSource(tasks=tasks, meta=meta)
+
+
+def checkpoint_label(path: str | Path | None) -> str:
+    if path is None:
+        from repsim import checkpoint
+
+        path = checkpoint.DEFAULT_CHECKPOINT
+    return Path(path).name
