@@ -38,7 +38,10 @@ def load_classes(
     ``dataset="omniglot"``: splits ``maml`` (train/val/test = 1,100/100/423 characters),
     ``vinyals`` (train/test = 1,200/423) and ``background`` (background/evaluation = 964/659);
     uint8 ``[n, 20, 1, 28, 28]``, strokes 255. ``rotations=True`` adds 90/180/270-degree
-    copies as extra classes (4x). Data from ``data_dir``, else ``$REPSIM_DATA``; decoded once
+    copies as extra classes (4x).
+    ``dataset="miniimagenet"`` (user-supplied): split ``maml`` = ``ravi`` (Ravi & Larochelle's
+    64/16/20 classes), uint8 ``[n, 600, 3, 84, 84]``, memory-mapped.
+    Data from ``data_dir``, else ``$REPSIM_DATA``; decoded once
     into a cache under ``cache_dir``, else ``$REPSIM_CACHE``, else ``~/.cache/repsim``.
     """
     from repsim.errors import InputError
@@ -47,4 +50,8 @@ def load_classes(
         from repsim.data.omniglot import load_omniglot
 
         return load_omniglot(split, part, data_dir, rotations, cache_dir)
+    if dataset == "miniimagenet":
+        from repsim.data.miniimagenet import load_miniimagenet
+
+        return load_miniimagenet(split, part, data_dir, rotations, cache_dir)
     raise InputError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
