@@ -97,6 +97,17 @@ class TaskSource:
     meta: dict = field(default_factory=dict)
 
 
+def setting(config: dict, key: str, default=None):
+    """A training setting of a learner's config: top level, else under ``"train"`` (repsim
+    checkpoints keep algorithm, dataset, ways, shots, ... there)."""
+    if config.get(key) is not None:
+        return config[key]
+    train = config.get("train")
+    if isinstance(train, dict) and train.get(key) is not None:
+        return train[key]
+    return default
+
+
 def _real_data_dir(data_dir: str | None) -> str | None:
     chosen = data_dir or os.environ.get("REPSIM_DATA")
     if data_dir and not Path(data_dir).expanduser().exists():
@@ -115,11 +126,11 @@ def build_tasks(args: argparse.Namespace, config: dict) -> TaskSource:
 
     if args.tasks < 1:
         raise InputError(f"--tasks must be at least 1, got {args.tasks}")
-    dataset = config.get("dataset", "omniglot")
-    split = args.split or config.get("split") or "maml"
-    ways = args.ways or int(config.get("ways", 5))
-    shots = args.shots or int(config.get("shots", 1))
-    queries = args.queries or int(config.get("queries", 15))
+    dataset = setting(config, "dataset", "omniglot")
+    split = args.split or setting(config, "split", "maml")
+    ways = args.ways or int(setting(config, "ways", 5))
+    shots = args.shots or int(setting(config, "shots", 1))
+    queries = args.queries or int(setting(config, "queries", 15))
     data_dir = _real_data_dir(args.data_dir)
     if args.probe:
         classes = data.load_probe_classes(args.probe)
@@ -168,13 +179,14 @@ def build_tasks(args: argparse.Namespace, config: dict) -> TaskSource:
         "queries": queries,
         "seed": args.seed,
         "tasks": args.tasks,
-        "classes": dict(getattr(classes, "meta", {}) or {}),
     }
     sampler_meta = getattr(sampler, "meta", None)
     if callable(sampler_meta):
         sampler_meta = sampler_meta()
     if isinstance(sampler_meta, dict):
-        meta["sampler"] = sampler_meta
+        meta["sampler"] = sampler_meta  # includes the class set's provenance
+    else:
+        meta["classes"] = dict(getattr(classes, "meta", {}) or {})
     return TaskSource(tasks=tasks, meta=meta)
 
 

@@ -37,7 +37,10 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="comma-separated: cca, svcca, pwcca, cka, cka_debiased, rbf_cka (default cca,cka)",
     )
     parser.add_argument(
-        "--inner-steps", type=int, default=10, help="inner-loop steps at test time (default 10)"
+        "--inner-steps",
+        type=int,
+        default=None,
+        help="inner-loop steps at test time (default: the checkpoint's test steps, 10)",
     )
     _sources.add_task_args(parser, DEFAULT_OUT)
     _sources.add_checkpoint_args(parser)
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     change = representation_change(
         learner, source.tasks, measures=measures, conv_mode=args.conv_mode, progress=True
     )
+    steps = learner.config.get("adapt", {}).get("inner_steps", args.inner_steps)
     summary = change.summary()
     movement = change.movement_summary()
     label = _sources.checkpoint_label(args.checkpoint)
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"Similarity before vs after the inner loop: {label}, {len(source.tasks)} tasks "
         f"({source.meta['ways']}-way {source.meta['shots']}-shot, "
-        f"{args.inner_steps} inner steps), mean ± 95% CI"
+        f"{steps} inner steps), mean ± 95% CI"
     )
     print(_similarity_table(summary, change.layers, measures))
     print()
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         command="similarity",
         checkpoint={"path": str(ckpt_path), "format": args.format, "config": learner.config},
         seed=args.seed,
-        inner_steps=args.inner_steps,
+        inner_steps=steps,
         measures=measures,
         conv_mode=args.conv_mode,
         tasks=source.meta,

@@ -1,0 +1,126 @@
+"""``repsim similarity`` and ``repsim compare`` end to end on tiny checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from repsim.cli import main
+from repsim.models import Conv4, Conv4Config
+
+TRAIN = {
+    "algorithm": "anil",
+    "dataset": "omniglot",
+    "split": "maml",
+    "ways": 5,
+    "shots": 1,
+    "queries": 5,
+    "inner_lr": 2.0,
+    "inner_steps": 1,
+    "test_inner_steps": 3,
+    "seed": 0,
+}
+
+
+def tiny_checkpoint(path: Path, seed: int = 0, algorithm: str = "anil") -> Path:
+    from repsim.checkpoint import save_checkpoint
+
+    torch.manual_seed(seed)
+    model = Conv4(Conv4Config.omniglot(5, hidden=8))
+    return save_checkpoint(path, model, {"train": {**TRAIN, "algorithm": algorithm, "seed": seed}})
+
+
+def task_args() -> list[str]:
+    """Real Omniglot when it is here, else the shipped probe set (the commands' fallback)."""
+    data = os.environ.get("REPSIM_DATA")
+    if data and Path(data).exists():
+        return ["--data-dir", data]
+    import repsim.data
+
+    if not hasattr(repsim.data, "load_probe_classes"):
+        pytest.skip("neither REPSIM_DATA nor the shipped probe set is available")
+    return []
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_similarity_cli_writes_every_output(tmp_path, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "tiny_anil.safetensors")
+    out = tmp_path / "out"
+    argv = ["similarity", str(ckpt), "--out", str(out), "--tasks", "3", "--seed", "1"]
+    assert main(argv + ["--measures", "cca,cka"] + task_args()) == 0
+    stdout = capsys.readouterr().out
+    for layer in ("conv1", "conv2", "conv3", "conv4", "head"):
+        assert layer in stdout
+    assert "±" in stdout and "tiny_anil.safetensors" in stdout
+
+    for name in (
+        "similarity.json",
+        "similarity_tasks.csv",
+        "similarity_summary.csv",
+        "weight_movement.csv",
+        "similarity.png",
+        "similarity.pdf",
+    ):
+        assert (out / name).stat().st_size > 0, name
+
+    result = json.loads((out / "similarity.json").read_text())
+    meta = result["meta"]
+    assert meta["checkpoint"]["path"] == str(ckpt)
+    assert meta["checkpoint"]["config"]["train"]["algorithm"] == "anil"
+    assert meta["code_version"]["repsim"]
+    assert meta["seed"] == 1 and meta["inner_steps"] == 3
+    assert meta["tasks"]["tasks"] == 3 and meta["tasks"]["ways"] == 5
+
+    # ANIL adapts only the head: the body's representations are exactly those of the meta-init.
+    summary = {(r["layer"], r["measure"]): r for r in read_csv(out / "similarity_summary.csv")}
+    assert len(summary) == 5 * 2
+    for layer in ("conv1", "conv2", "conv3", "conv4"):
+        for m in ("cca", "cka"):
+            assert float(summary[layer, m]["mean"]) == pytest.approx(1.0, abs=1e-9)
+    assert float(summary["head", "cka"]["mean"]) < 1.0
+    per_task = read_csv(out / "similarity_tasks.csv")
+    assert len(per_task) == 3 * 5 * 2
+    movement = {r["layer"]: float(r["abs_mean"]) for r in read_csv(out / "weight_movement.csv")}
+    assert movement["conv1"] == 0.0 and movement["head"] > 0.0
+
+
+def test_compare_cli_of_a_checkpoint_with_itself_has_a_diagonal_of_one(tmp_path, capsys):
+    a = tiny_checkpoint(tmp_path / "a.safetensors", seed=0)
+    b = tiny_checkpoint(tmp_path / "b.safetensors", seed=1, algorithm="maml")
+    out = tmp_path / "same"
+    argv = ["compare", str(a), str(a), "--out", str(out), "--tasks", "2", "--measures", "cka"]
+    assert main(argv + task_args()) == 0
+    diag = read_csv(out / "compare_layers.csv")
+    assert [r["layer_a"] for r in diag] == ["conv1", "conv2", "conv3", "conv4", "head"]
+    assert all(float(r["mean"]) == pytest.approx(1.0, abs=1e-9) for r in diag)
+
+    out = tmp_path / "diff"
+    argv = ["compare", str(a), str(b), "--out", str(out), "--tasks", "2"]
+    assert main(argv + task_args()) == 0
+    for name in ("compare.json", "compare_layers.csv", "compare_matrix.csv"):
+        assert (out / name).stat().st_size > 0
+    for m in ("cca", "cka"):
+        assert (out / f"heatmap_{m}.png").stat().st_size > 0
+        assert (out / f"heatmap_{m}.pdf").stat().st_size > 0
+    matrix = read_csv(out / "compare_matrix.csv")
+    assert len(matrix) == 5 * 5 * 2
+    cka = [float(r["mean"]) for r in matrix if r["measure"] == "cka"]
+    assert all(0.0 <= v <= 1.0 + 1e-9 for v in cka) and not any(math.isnan(v) for v in cka)
+    assert "conv1" in capsys.readouterr().out
+
+
+def test_an_unknown_measure_is_a_clean_error(tmp_path, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "t.safetensors")
+    code = main(["similarity", str(ckpt), "--out", str(tmp_path), "--measures", "cca,nope"])
+    assert code == 2
+    assert "nope" in capsys.readouterr().err
