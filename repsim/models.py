@@ -160,6 +160,7 @@ class Conv4(nn.Module):
 
     analysis_layers = ANALYSIS_LAYERS
     body_layers = BODY_LAYERS
+    supports_stages = True  # forward(x, stage="body" | "head"), used by ANIL's inner loop
 
     def __init__(self, config: Conv4Config | None = None):
         super().__init__()

@@ -1,0 +1,114 @@
+"""Few-shot accuracy of a checkpoint on fixed test tasks: adapted head, NIL head, freezing.
+
+``evaluate_checkpoint(path, tasks=600, freeze=k, head="adapt"|"nil")`` gives the mean query
+accuracy and its 95 % confidence interval over the fixed tasks ``0..tasks-1`` of the test split
+(seed 0 by default), so every algorithm and run is scored on identical tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from repsim.errors import InputError
+
+HEADS = ("adapt", "nil")
+
+
+def mean_ci95(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95 % confidence interval (Student t)."""
+    from scipy import stats
+
+    v = np.asarray(list(values), dtype=np.float64)
+    if v.size == 0:
+        raise InputError("no values to average")
+    if v.size == 1:
+        return float(v[0]), float("nan")
+    half = stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+    return float(v.mean()), float(half)
+
+
+def task_accuracy(model, params, task, adapted_names, inner_lr: float, steps: int,
+                  head: str = "adapt") -> float:
+    """Query accuracy on one task after adapting ``adapted_names`` (or with the NIL head)."""
+    from repsim import inner_loop
+    from repsim.nil import nil_probabilities
+
+    if head == "nil":
+        with torch.no_grad():
+            fs = inner_loop.body_features(model, params, task.support_x)
+            fq = inner_loop.body_features(model, params, task.query_x)
+            ways = int(task.support_y.max()) + 1
+            pred = nil_probabilities(fs, task.support_y, fq, ways).argmax(-1)
+    elif head == "adapt":
+        fast = inner_loop.adapt(model, params, task.support_x, task.support_y, adapted_names,
+                                inner_lr, steps)
+        with torch.no_grad():
+            pred = inner_loop.forward(model, fast, task.query_x).argmax(-1)
+    else:
+        raise InputError(f"head must be one of {HEADS}, got {head!r}")
+    return float((pred == task.query_y).float().mean())
+
+
+def evaluate_model(model, record: dict, sampler, tasks: int = 600, freeze: int = 0,
+                   head: str = "adapt", inner_steps: int | None = None,
+                   inner_lr: float | None = None, device="cpu", progress: bool = False) -> dict:
+    """Accuracy over tasks ``0..tasks-1`` of ``sampler``; returns a JSON-able result dict."""
+    from tqdm.auto import tqdm
+
+    from repsim.models import adapted_parameter_names
+
+    train = record.get("train", {})
+    algorithm = train.get("algorithm", "maml")
+    steps = int(train.get("test_inner_steps", 10)) if inner_steps is None else inner_steps
+    lr = float(train.get("inner_lr", 2.0)) if inner_lr is None else inner_lr
+    names = adapted_parameter_names(model, algorithm, freeze)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    accs = [task_accuracy(model, params, sampler.task(i).to(device), names, lr, steps, head)
+            for i in tqdm(range(tasks), disable=not progress, desc="evaluate", leave=False)]
+    mean, ci = mean_ci95(accs)
+    return {"accuracy": mean, "ci95": ci, "tasks": tasks, "head": head, "freeze": freeze,
+            "inner_steps": steps, "inner_lr": lr, "adapted": names, "algorithm": algorithm,
+            "per_task": accs}
+
+
+def test_sampler_for(record: dict, data_dir=None, part: str = "test", ways: int | None = None,
+                     shots: int | None = None, queries: int | None = None, seed: int = 0):
+    """The task sampler of a checkpoint's test split (its dataset, split, ways and shots)."""
+    from repsim.data import TaskSampler, load_classes
+
+    train = record.get("train", {})
+    split = train.get("split", "maml")
+    if part == "test" and split == "background":
+        part = "evaluation"
+    classes = load_classes(train.get("dataset", "omniglot"), split, part, data_dir)
+    return TaskSampler(classes, ways or int(train.get("ways", 5)),
+                       shots or int(train.get("shots", 1)),
+                       queries or int(train.get("test_queries", 15)), seed)
+
+
+def evaluate_checkpoint(path: str | Path, tasks: int = 600, freeze: int = 0, head: str = "adapt",
+                        inner_steps: int | None = None, data_dir=None, seed: int = 0,
+                        part: str = "test", shots: int | None = None,
+                        progress: bool = False) -> dict:
+    """Load a checkpoint and score it on its test split; see :func:`evaluate_model`."""
+    from repsim.checkpoint import load_checkpoint
+
+    model, record = load_checkpoint(path)
+    sampler = test_sampler_for(record, data_dir, part, shots=shots, seed=seed)
+    result = evaluate_model(model, record, sampler, tasks, freeze, head, inner_steps,
+                            progress=progress)
+    result["checkpoint"] = str(path)
+    result["sampler"] = {k: sampler.meta.get(k) for k in
+                         ("dataset", "split", "part", "ways", "shots", "queries", "seed")}
+    return result
+
+
+def freeze_sweep(path: str | Path, tasks: int = 600, data_dir=None, seed: int = 0,
+                 inner_steps: int | None = None, progress: bool = False) -> list[dict]:
+    """Accuracy with test-time freezing of none, conv1, conv1-2, conv1-3 and conv1-4 (Table 1)."""
+    return [evaluate_checkpoint(path, tasks, k, "adapt", inner_steps, data_dir, seed,
+                                progress=progress) for k in range(5)]

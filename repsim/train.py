@@ -1,0 +1,379 @@
+"""Meta-training: MAML, first-order MAML, ANIL (and BOIL), plus the paper's baseline regimes.
+
+``train(TrainConfig(...), out_dir)`` writes into ``out_dir``:
+
+- ``config.json``: the full configuration (config as artifact);
+- ``metrics.jsonl``: one line per ``log_every`` iterations (training loss and accuracy) and per
+  validation (accuracy on fixed validation tasks), for learning curves;
+- ``iter_XXXXXX.safetensors`` at the iterations in ``checkpoint_at`` (Figure 3 of the paper);
+- ``last.safetensors`` + ``last.optim.safetensors`` every ``save_every`` iterations, for
+  ``resume=True``; ``final.safetensors`` at the end.
+
+Determinism: the model's init is drawn from ``seed``; training task ``j`` of iteration ``i`` is
+task ``i * meta_batch + j`` of the training sampler, a pure function of (split, seed, index).
+So a resumed run needs no RNG state beyond the iteration number and repeats the uninterrupted
+run's losses exactly (on the same device and thread count).
+
+Threads: on CPU ``threads`` defaults to 1. With 2 cores and another busy process, a
+second-order MAML step measured 12x slower with 2 torch threads than with 1; on an idle
+many-core machine raise it with ``--threads``.
+
+Regimes (Table 5 of the paper):
+
+- ``maml`` / ``fomaml`` / ``anil`` / ``boil``: episodic meta-learning, one inner loop
+  (``repsim.inner_loop``) with a different set of adapted parameters;
+- ``multiclass``: supervised classification over all training classes (one big head), then the
+  head is replaced by a zero N-way head that evaluation adapts;
+- ``multitask``: episodic labels, one shared N-way head, no inner loop;
+- ``nil``: NIL training, cosine-similarity classification of queries against supports;
+- ``random``: no training at all (random features).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from repsim.errors import InputError
+
+EPISODIC = ("maml", "fomaml", "anil", "boil")
+ALGORITHMS = (*EPISODIC, "multiclass", "multitask", "nil", "random")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; stored in every checkpoint it writes."""
+
+    algorithm: str = "maml"
+    dataset: str = "omniglot"
+    split: str = "maml"
+    rotations: bool = False
+    ways: int = 5
+    shots: int = 1
+    queries: int = 5  # per class, training tasks
+    test_queries: int = 15  # per class, validation / evaluation tasks
+    inner_lr: float = 2.0  # on the mean cross-entropy; = N * the paper's alpha
+    inner_steps: int = 5
+    test_inner_steps: int = 10
+    meta_batch: int = 16
+    outer_lr: float = 1e-3
+    iterations: int = 2000
+    seed: int = 0
+    norm: str = "transductive"
+    nil_train_scale: float = 10.0
+    multiclass_batch: int = 64
+    val_every: int = 250
+    val_tasks: int = 100
+    log_every: int = 10
+    save_every: int = 250
+    checkpoint_at: list[int] = field(default_factory=list)
+    device: str = "auto"
+    threads: int = 1
+    vmap: str = "auto"  # auto | on | off
+    data_dir: str | None = None
+
+    def __post_init__(self):
+        if self.algorithm not in ALGORITHMS:
+            raise InputError(f"unknown algorithm {self.algorithm!r}; use one of {ALGORITHMS}")
+        if self.vmap not in ("auto", "on", "off"):
+            raise InputError(f"vmap must be auto, on or off, got {self.vmap!r}")
+        for name in ("ways", "shots", "meta_batch", "iterations", "threads", "log_every",
+                     "save_every", "val_every"):
+            if getattr(self, name) < (0 if name == "iterations" else 1):
+                raise InputError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def first_order(self) -> bool:
+        return self.algorithm == "fomaml"
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["first_order"] = self.first_order
+        return d
+
+
+# The paper's settings (Finn et al. 2017 as used by Raghu et al. 2020), with inner_lr on the mean
+# cross-entropy (N * alpha), and a CPU preset that trains a good model on 2 cores.
+PRESETS: dict[str, dict] = {
+    "omniglot-5way": dict(dataset="omniglot", ways=5, shots=1, queries=1, meta_batch=32,
+                          inner_lr=2.0, inner_steps=5, test_inner_steps=10, outer_lr=1e-3,
+                          iterations=60000),
+    "omniglot-20way": dict(dataset="omniglot", ways=20, shots=1, queries=1, meta_batch=16,
+                           inner_lr=2.0, inner_steps=5, test_inner_steps=10, outer_lr=1e-3,
+                           iterations=60000),
+    "miniimagenet-5way": dict(dataset="miniimagenet", ways=5, shots=1, queries=15,
+                              meta_batch=4, inner_lr=0.05, inner_steps=5, test_inner_steps=10,
+                              outer_lr=1e-3, iterations=60000),
+    "cpu": dict(dataset="omniglot", ways=5, shots=1, queries=5, meta_batch=16, inner_lr=2.0,
+                inner_steps=2, test_inner_steps=10, outer_lr=2e-3, iterations=2000),
+}
+
+
+def config_from_preset(preset: str | None, **overrides) -> TrainConfig:
+    """A :class:`TrainConfig` from a preset name and explicit overrides (``None`` = unset)."""
+    base: dict = {}
+    if preset:
+        if preset not in PRESETS:
+            raise InputError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+        base.update(PRESETS[preset])
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**base)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for, but torch sees no CUDA device; use cpu")
+    return torch.device(device)
+
+
+def use_vmap(cfg: TrainConfig) -> bool:
+    """vmap over tasks: on for algorithms that adapt the body (faster, measured), off for ANIL
+    (its loop runs the body once per task) and for running-statistics norm (stateful)."""
+    if cfg.vmap == "on":
+        if cfg.norm != "transductive":
+            raise InputError("vmap needs norm='transductive' (running statistics are stateful)")
+        return True
+    if cfg.vmap == "off":
+        return False
+    return cfg.norm == "transductive" and cfg.algorithm in ("maml", "fomaml", "boil")
+
+
+# --- objectives -------------------------------------------------------------------------------
+
+def episodic_loss(model, params, batch, cfg: TrainConfig, names, vmap: bool):
+    """Mean query loss and accuracy over a batch of tasks ``[T, ...]`` after adaptation."""
+    from repsim import inner_loop
+
+    if vmap:
+        losses, accs = inner_loop.batched_query_losses(
+            model, params, batch.support_x, batch.support_y, batch.query_x, batch.query_y,
+            names, cfg.inner_lr, cfg.inner_steps, cfg.first_order)
+        return losses.mean(), accs.mean()
+    total, acc = 0.0, 0.0
+    for t in range(len(batch)):
+        loss, a = inner_loop.task_query_loss(
+            model, params, batch.support_x[t], batch.support_y[t], batch.query_x[t],
+            batch.query_y[t], names, cfg.inner_lr, cfg.inner_steps, cfg.first_order)
+        total = total + loss
+        acc += float(a)
+    return total / len(batch), torch.tensor(acc / len(batch))
+
+
+def multitask_loss(model, batch):
+    """No inner loop: one shared N-way head on episodic labels (support and query)."""
+    total, acc = 0.0, 0.0
+    for t in range(len(batch)):
+        x = torch.cat([batch.support_x[t], batch.query_x[t]])
+        y = torch.cat([batch.support_y[t], batch.query_y[t]])
+        logits = model(x)
+        total = total + F.cross_entropy(logits, y)
+        acc += float((logits.argmax(-1) == y).float().mean())
+    return total / len(batch), torch.tensor(acc / len(batch))
+
+
+def nil_training_loss(model, batch, ways: int, scale: float):
+    """NIL training: queries classified by cosine similarity to support features."""
+    from repsim.nil import nil_probabilities
+
+    total, acc = 0.0, 0.0
+    for t in range(len(batch)):
+        fs = model(batch.support_x[t], stage="body")
+        fq = model(batch.query_x[t], stage="body")
+        probs = nil_probabilities(fs, batch.support_y[t], fq, ways, scale)
+        total = total + F.nll_loss(torch.log(probs + 1e-8), batch.query_y[t])
+        acc += float((probs.argmax(-1) == batch.query_y[t]).float().mean())
+    return total / len(batch), torch.tensor(acc / len(batch))
+
+
+def multiclass_batch(classes, iteration: int, seed: int, batch_size: int, device):
+    """A supervised minibatch over all training classes, a pure function of (seed, iteration)."""
+    rng = np.random.default_rng([seed, iteration, 7919])
+    c = rng.integers(0, classes.n_classes, size=batch_size)
+    i = rng.integers(0, classes.n_per_class, size=batch_size)
+    x = torch.from_numpy(classes.images[c, i].astype(np.float32) / 255.0).to(device)
+    return x, torch.from_numpy(c).long().to(device)
+
+
+# --- validation -------------------------------------------------------------------------------
+
+def validate(model, sampler, cfg: TrainConfig, n_tasks: int, device) -> float:
+    """Mean query accuracy on the fixed tasks ``0..n_tasks-1`` of the validation sampler."""
+    from repsim.evaluate import task_accuracy
+    from repsim.models import adapted_parameter_names
+
+    head = "nil" if cfg.algorithm in ("nil",) else "adapt"
+    names = adapted_parameter_names(model, cfg.algorithm)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    accs = [task_accuracy(model, params, sampler.task(i).to(device), names, cfg.inner_lr,
+                          cfg.test_inner_steps, head=head) for i in range(n_tasks)]
+    return float(np.mean(accs))
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+def _fresh_head_for_evaluation(model, ways: int):
+    """Replace a multiclass head by a zero N-way head (adapted at evaluation)."""
+    from torch import nn
+
+    from repsim.models import Conv4, Conv4Config
+
+    cfg = dataclasses.replace(model.config, ways=ways)
+    out = Conv4(cfg)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    out.load_state_dict({**out.state_dict(), **state})
+    nn.init.zeros_(out.head.weight)
+    nn.init.zeros_(out.head.bias)
+    return out
+
+
+def _record(cfg: TrainConfig, model, iteration: int, val_acc, split_meta: dict) -> dict:
+    from repsim.provenance import code_version, now_utc
+
+    return {"model": {"arch": "conv4", **model.config.to_dict()}, "train": cfg.to_dict(),
+            "iteration": iteration, "val_accuracy": val_acc, "data": split_meta,
+            "code_version": code_version(), "created": now_utc()}
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
+          progress: bool = True) -> Path:
+    """Run ``cfg`` and return the path of the final checkpoint (``out_dir/final.safetensors``)."""
+    from tqdm.auto import tqdm
+
+    from repsim import checkpoint as ckpt
+    from repsim.data import TaskSampler, load_classes
+    from repsim.models import Conv4, Conv4Config, adapted_parameter_names
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+
+    train_classes = load_classes(cfg.dataset, cfg.split, "train", cfg.data_dir, cfg.rotations)
+    val_part = "val" if cfg.split == "maml" else ("test" if cfg.split == "vinyals"
+                                                  else "evaluation")
+    val_classes = load_classes(cfg.dataset, cfg.split, val_part, cfg.data_dir)
+    train_sampler = TaskSampler(train_classes, cfg.ways, cfg.shots, cfg.queries, cfg.seed)
+    val_sampler = TaskSampler(val_classes, cfg.ways, cfg.shots, cfg.test_queries, seed=1000)
+    split_meta = {"train": {k: train_classes.meta.get(k) for k in
+                            ("dataset", "split", "part", "rotations", "n_classes",
+                             "source_digest")},
+                  "val": {k: val_classes.meta.get(k) for k in ("dataset", "split", "part")},
+                  "val_task_seed": 1000}
+
+    model_ways = train_classes.n_classes if cfg.algorithm == "multiclass" else cfg.ways
+    model = Conv4(Conv4Config.for_dataset(cfg.dataset, model_ways, norm=cfg.norm)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.outer_lr)
+    names = adapted_parameter_names(model, cfg.algorithm) if cfg.algorithm in EPISODIC else []
+    vmap = use_vmap(cfg)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+
+    start = 0
+    metrics_path = out / "metrics.jsonl"
+    if resume and (out / "last.safetensors").exists():
+        tensors, record = ckpt.read_checkpoint(out / "last.safetensors")
+        if record["train"] != cfg.to_dict():
+            diff = {k: (record["train"].get(k), v) for k, v in cfg.to_dict().items()
+                    if record["train"].get(k) != v}
+            raise InputError(f"cannot resume {out}: its config differs in {diff}")
+        ckpt.load_state_strict(model, {k: v.to(device) for k, v in tensors.items()},
+                               str(out / "last.safetensors"))
+        ckpt.load_optimizer(out / "last.safetensors", optimizer)
+        start = int(record["iteration"])
+        if metrics_path.exists():  # drop log lines written after the checkpoint
+            lines = [ln for ln in metrics_path.read_text().splitlines()
+                     if ln and json.loads(ln)["iteration"] <= start]
+            metrics_path.write_text("".join(ln + "\n" for ln in lines))
+    elif metrics_path.exists():
+        metrics_path.unlink()
+
+    def save(path: Path, iteration: int, val_acc, final: bool = False):
+        m = _fresh_head_for_evaluation(model, cfg.ways) if (
+            final and cfg.algorithm == "multiclass") else model
+        ckpt.save_checkpoint(path, m, _record(cfg, m, iteration, val_acc, split_meta))
+
+    val_acc = None
+    log = open(metrics_path, "a")
+    run_loss, run_acc, n_run, t0 = 0.0, 0.0, 0, time.perf_counter()
+    bar = tqdm(range(start + 1, cfg.iterations + 1), initial=start, total=cfg.iterations,
+               disable=not progress, desc=f"{cfg.algorithm} {cfg.dataset} {cfg.ways}-way",
+               dynamic_ncols=True)
+    try:
+        for it in bar:
+            model.train()
+            if cfg.algorithm in EPISODIC:
+                batch = train_sampler.batch(range((it - 1) * cfg.meta_batch,
+                                                  it * cfg.meta_batch), device)
+                params = dict(model.named_parameters())
+                loss, acc = episodic_loss(model, params, batch, cfg, names, vmap)
+            elif cfg.algorithm == "multitask":
+                batch = train_sampler.batch(range((it - 1) * cfg.meta_batch,
+                                                  it * cfg.meta_batch), device)
+                loss, acc = multitask_loss(model, batch)
+            elif cfg.algorithm == "nil":
+                batch = train_sampler.batch(range((it - 1) * cfg.meta_batch,
+                                                  it * cfg.meta_batch), device)
+                loss, acc = nil_training_loss(model, batch, cfg.ways, cfg.nil_train_scale)
+            elif cfg.algorithm == "multiclass":
+                x, y = multiclass_batch(train_classes, it, cfg.seed, cfg.multiclass_batch, device)
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                acc = (logits.argmax(-1) == y).float().mean()
+            else:  # random: no training
+                break
+            if not torch.isfinite(loss):
+                raise InputError(
+                    f"training diverged at iteration {it} (loss {float(loss)}); lower inner_lr "
+                    f"({cfg.inner_lr}) or outer_lr ({cfg.outer_lr}). The last good checkpoint "
+                    f"is {out / 'last.safetensors'}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            run_loss += float(loss.detach())
+            run_acc += float(acc)
+            n_run += 1
+            if it % cfg.log_every == 0 or it == cfg.iterations:
+                row = {"iteration": it, "loss": run_loss / n_run, "accuracy": run_acc / n_run,
+                       "seconds": time.perf_counter() - t0}
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.3f}",
+                                val="-" if val_acc is None else f"{val_acc:.3f}")
+                run_loss, run_acc, n_run = 0.0, 0.0, 0
+            if cfg.val_tasks and (it % cfg.val_every == 0 or it == cfg.iterations):
+                model.eval()
+                eval_model = (_fresh_head_for_evaluation(model, cfg.ways).to(device)
+                              if cfg.algorithm == "multiclass" else model)
+                val_acc = validate(eval_model, val_sampler, cfg, cfg.val_tasks, device)
+                log.write(json.dumps({"iteration": it, "val_accuracy": val_acc}) + "\n")
+                log.flush()
+            if it in cfg.checkpoint_at:
+                save(out / f"iter_{it:06d}.safetensors", it, val_acc, final=True)
+            if it % cfg.save_every == 0 or it == cfg.iterations:
+                save(out / "last.safetensors", it, val_acc)
+                ckpt.save_optimizer(out / "last.safetensors", optimizer, {"iteration": it})
+    finally:
+        bar.close()
+        log.close()
+    if cfg.algorithm == "random" and cfg.val_tasks:
+        val_acc = validate(model.eval(), val_sampler, dataclasses.replace(cfg, algorithm="anil"),
+                           cfg.val_tasks, device)
+    final = out / "final.safetensors"
+    save(final, cfg.iterations, val_acc, final=True)
+    return final
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The rows of a ``metrics.jsonl`` learning-curve log."""
+    return [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]
+
