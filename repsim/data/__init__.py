@@ -2,7 +2,8 @@
 
 - :func:`load_classes` -> :class:`ClassImages` (uint8 ``[n_classes, n_per_class, C, H, W]``);
 - :class:`TaskSampler` (``classes, ways, shots, queries, seed``) -> :class:`Task` (float
-  support / query tensors, labels ``0..N-1``), each task a pure function of its index.
+  support / query tensors, labels ``0..N-1``), each task a pure function of its index;
+- :func:`load_probe_classes`: 20 real Omniglot test characters shipped with repsim.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from repsim.data.classes import ClassImages, stable_hash, with_rotations
+from repsim.data.probe import load_probe_classes
 from repsim.data.tasks import Task, TaskSampler
 
 DATASETS = ("omniglot", "miniimagenet")
@@ -20,6 +22,7 @@ __all__ = [
     "Task",
     "TaskSampler",
     "load_classes",
+    "load_probe_classes",
     "stable_hash",
     "with_rotations",
 ]
