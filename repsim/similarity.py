@@ -456,12 +456,19 @@ def _sq_distances(t: torch.Tensor) -> torch.Tensor:
     return d2
 
 
+def _median(v: torch.Tensor) -> torch.Tensor:
+    """Median of a 1-D tensor, the mean of the two middle values when the count is even."""
+    m = v.numel()
+    lo = torch.kthvalue(v, (m + 1) // 2).values
+    return lo if m % 2 else (lo + torch.kthvalue(v, m // 2 + 1).values) / 2
+
+
 def _rbf_gram(t: torch.Tensor, name: str, sigma: float | None, sigma_frac: float) -> torch.Tensor:
     d2 = _sq_distances(t)
     if sigma is None:
         n = d2.shape[0]
         iu = torch.triu_indices(n, n, offset=1, device=d2.device)
-        med = d2[iu[0], iu[1]].median()
+        med = _median(d2[iu[0], iu[1]])
         if float(med) <= 0:
             raise InputError(
                 f"{name}: the median pairwise distance is 0 (most datapoints are identical), so "
