@@ -214,3 +214,45 @@ def test_bad_index():
         s.task(-1)
     with pytest.raises(InputError, match="at least one"):
         s.batch([])
+
+
+# --- the ``repsim data`` command ---------------------------------------------------------------
+
+
+def test_cli_info(tmp_path, capsys):
+    from repsim.cli import main
+
+    write_fake_omniglot(tmp_path / "d")
+    rc = main(["data", "info", "--data-dir", str(tmp_path / "d"), "--cache-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "images_background: 2 alphabets, 4 characters" in out
+    assert "DIFFER from the official" in out and "maml" in out
+
+
+def test_cli_download_verifies_existing_and_reports_network_errors(tmp_path, capsys, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    from repsim.cli import main
+
+    write_fake_omniglot(tmp_path / "d")
+    assert main(["data", "download", "--data-dir", str(tmp_path / "d")]) == 0
+    assert "WARNING: members digest" in capsys.readouterr().out
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    assert main(["data", "download", "--data-dir", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "could not download https://github.com/brendenlake/omniglot" in err
+    assert "images_background.zip" in err
+    assert not list((tmp_path / "empty").iterdir())  # no partial file left behind
+
+
+def test_cli_missing_data(tmp_path, capsys):
+    from repsim.cli import main
+
+    assert main(["data", "info", "--data-dir", str(tmp_path), "--cache-dir", str(tmp_path)]) == 2
+    assert "repsim data download" in capsys.readouterr().err

@@ -284,6 +284,16 @@ def build_all(sources: list[OmniglotSource]) -> dict:
     }
 
 
+def verify_source(src: OmniglotSource) -> str:
+    """Check counts (CorruptDataError) and return the members digest, without decoding images."""
+    groups = _group_by_character(src)
+    check_counts(src, groups)
+    read = src.reader()
+    return members_digest(
+        [f"{hashlib.sha256(read(m)).hexdigest()}  {m}" for m in sorted(src.members)]
+    )
+
+
 def source_digest(digests: dict[str, str]) -> str:
     """One digest for the whole source: sha256 of the per-set members digests."""
     text = "".join(f"{digests[s]}  {s}\n" for s in sorted(digests))
