@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,15 +37,10 @@ def tiny_checkpoint(path: Path, seed: int = 0, algorithm: str = "anil") -> Path:
 
 
 def task_args() -> list[str]:
-    """Real Omniglot when it is here, else the shipped probe set (the commands' fallback)."""
-    data = os.environ.get("REPSIM_DATA")
-    if data and Path(data).exists():
-        return ["--data-dir", data]
-    import repsim.data
+    """The shipped probe set of real Omniglot test-split drawings, named explicitly (fast)."""
+    from repsim.data.probe import PROBE_PATH
 
-    if not hasattr(repsim.data, "load_probe_classes"):
-        pytest.skip("neither REPSIM_DATA nor the shipped probe set is available")
-    return []
+    return ["--probe", str(PROBE_PATH)]
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -124,3 +119,32 @@ def test_an_unknown_measure_is_a_clean_error(tmp_path, capsys):
     code = main(["similarity", str(ckpt), "--out", str(tmp_path), "--measures", "cca,nope"])
     assert code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_without_a_dataset_the_shipped_probe_set_is_used(tmp_path, monkeypatch):
+    monkeypatch.delenv("REPSIM_DATA", raising=False)
+    ckpt = tiny_checkpoint(tmp_path / "t.safetensors")
+    out = tmp_path / "out"
+    assert main(["similarity", str(ckpt), "--out", str(out), "--tasks", "2"]) == 0
+    meta = json.loads((out / "similarity.json").read_text())["meta"]
+    assert meta["tasks"]["source"] == "shipped probe set"
+    assert meta["tasks"]["sampler"]["probe_set"] is True
+
+
+def test_a_probe_folder_of_the_users_own_images(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    probe = tmp_path / "probe"
+    for c in range(5):
+        (probe / f"class{c}").mkdir(parents=True)
+        for i in range(4):
+            pixels = (rng.random((40, 40)) * 255).astype(np.uint8)
+            Image.fromarray(pixels).save(probe / f"class{c}" / f"img{i}.png")
+    ckpt = tiny_checkpoint(tmp_path / "t.safetensors")
+    out = tmp_path / "out"
+    argv = ["similarity", str(ckpt), "--out", str(out), "--tasks", "2", "--probe", str(probe)]
+    assert main(argv + ["--invert"]) == 0
+    meta = json.loads((out / "similarity.json").read_text())["meta"]["tasks"]
+    assert meta["source"] == "probe" and meta["queries"] == 3  # 4 images: 1 shot + 3 queries
+    assert meta["sampler"]["n_classes"] == 5 and meta["sampler"]["inverted"] is True

@@ -44,6 +44,11 @@ def add_task_args(parser: argparse.ArgumentParser, default_out: str) -> None:
         help="use your own images: a folder of class sub-folders of images, or "
         "an .npz like the shipped probe set",
     )
+    parser.add_argument(
+        "--invert",
+        action="store_true",
+        help="invert --probe images (dark strokes on white, like raw Omniglot PNGs)",
+    )
     parser.add_argument("--tasks", type=int, default=20, help="number of test tasks (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="task sampling seed (default 0)")
     parser.add_argument("--ways", type=int, default=None, help="default: the checkpoint's")
@@ -120,7 +125,87 @@ def _real_data_dir(data_dir: str | None) -> str | None:
     return None
 
 
-def build_tasks(args: argparse.Namespace, config: dict) -> TaskSource:
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def load_probe(path: str | Path, image_shape=(1, 28, 28), invert: bool = False):
+    """The user's probe images as :class:`repsim.data.ClassImages`.
+
+    ``path``: an ``.npz`` like the shipped probe set, or a folder with one sub-folder of images
+    per class. Images are converted to ``image_shape`` ``(C, H, W)`` (grey for C=1, RGB for
+    C=3, resized with Lanczos); ``invert=True`` maps x -> 255 - x (dark strokes on a light
+    background, like raw Omniglot PNGs, become the bright strokes repsim's models were trained
+    on). Every class keeps as many images as the smallest class has (first in name order).
+    """
+    from repsim import data
+
+    path = Path(path).expanduser()
+    if path.is_file():
+        classes = data.load_probe_classes(path)
+        if invert:
+            classes = data.ClassImages(255 - classes.images, classes.class_names, classes.meta)
+        return classes
+    if not path.is_dir():
+        raise InputError(
+            f"--probe {path} does not exist: give a folder of class sub-folders of "
+            "images, or an .npz like repsim/assets/omniglot_probe.npz"
+        )
+    import numpy as np
+    from PIL import Image
+
+    c, h, w = image_shape
+    if c not in (1, 3):
+        raise InputError(f"probe images can be made grey (1) or RGB (3) channels, not {c}")
+    folders = sorted(d for d in path.iterdir() if d.is_dir())
+    files = {
+        d.name: sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        for d in folders
+    }
+    files = {name: fs for name, fs in files.items() if fs}
+    if len(files) < 2:
+        raise InputError(
+            f"--probe {path} has {len(files)} class folder(s) with images "
+            f"({', '.join(IMAGE_SUFFIXES)}): put each class's images in a sub-folder of its "
+            "own, at least as many classes as ways"
+        )
+    per_class = min(len(fs) for fs in files.values())
+    if any(len(fs) != per_class for fs in files.values()):
+        print(
+            f"note: probe classes have different numbers of images; using the first "
+            f"{per_class} of each",
+            file=sys.stderr,
+        )
+    mode = "L" if c == 1 else "RGB"
+    images = np.empty((len(files), per_class, c, h, w), dtype=np.uint8)
+    for i, fs in enumerate(files.values()):
+        for j, f in enumerate(fs[:per_class]):
+            try:
+                with Image.open(f) as im:
+                    arr = np.asarray(im.convert(mode).resize((w, h), Image.LANCZOS))
+            except OSError as exc:
+                from repsim.errors import CorruptDataError
+
+                raise CorruptDataError(
+                    f"cannot read probe image {f} ({exc}): fix or remove it"
+                ) from exc
+            images[i, j] = arr[None] if c == 1 else arr.transpose(2, 0, 1)
+    if invert:
+        images = 255 - images
+    meta = {
+        "dataset": "probe",
+        "split": "probe",
+        "part": str(path),
+        "probe_folder": str(path),
+        "n_classes": len(files),
+        "n_per_class": per_class,
+        "inverted": invert,
+    }
+    return data.ClassImages(images, list(files), meta)
+
+
+def build_tasks(
+    args: argparse.Namespace, config: dict, image_shape: tuple[int, int, int] = (1, 28, 28)
+) -> TaskSource:
     """``args.tasks`` tasks from the probe set or dataset (see the module docstring)."""
     from repsim import data
 
@@ -133,7 +218,7 @@ def build_tasks(args: argparse.Namespace, config: dict) -> TaskSource:
     queries = args.queries or int(setting(config, "queries", 15))
     data_dir = _real_data_dir(args.data_dir)
     if args.probe:
-        classes = data.load_probe_classes(args.probe)
+        classes = load_probe(args.probe, image_shape, invert=args.invert)
         source = {"source": "probe", "probe": str(args.probe)}
     elif data_dir is not None:
         classes = data.load_classes(dataset, split, args.part, data_dir, rotations=False)

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             f"{learner_b.input_shape}): compare checkpoints of the same dataset"
         )
     torch.manual_seed(args.seed)
-    source = _sources.build_tasks(args, learner_a.config)
+    source = _sources.build_tasks(args, learner_a.config, tuple(learner_a.input_shape))
     records = cross_layer_similarity(
         learner_a.module,
         learner_b.module,

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     measures = _sources.parse_measures(args.measures)
     learner = _sources.load_learner(args.checkpoint, args.format, args.inner_steps)
     torch.manual_seed(args.seed)
-    source = _sources.build_tasks(args, learner.config)
+    source = _sources.build_tasks(args, learner.config, tuple(learner.input_shape))
     change = representation_change(
         learner, source.tasks, measures=measures, conv_mode=args.conv_mode, progress=True
     )
