@@ -20,7 +20,9 @@ Cache: one uint8 ``.npz`` of all 1,623 characters (``[1623, 20, 28, 28]``, 25 MB
 size and CRC-32 from the zip's central directory (a checksum of the member's bytes, so the key
 changes when any image changes, yet reading it takes ~0.2 s and decompresses nothing); for
 extracted folders it hashes every file's path, size and modification time. A cache whose key
-differs is never used (a new one is built), and caches are written atomically.
+differs is never used (a new one is built), and caches are written atomically. Within one
+process, a zip's listing is reused while its path, size, modification time and inode are
+unchanged, and the decoded arrays of the last key are kept in memory.
 
 Verification: the build checks the counts above and computes the *members digest* of each set
 (sha256 of the sorted ``"<sha256 of file>  <path>\n"`` lines, as the data README defines it)
@@ -130,22 +132,33 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         ) from exc
 
 
+_ZIP_LISTINGS: dict[tuple, OmniglotSource] = {}  # (path, size, mtime, inode) -> listing
+
+
 def _source_for(folder: Path, name: str) -> OmniglotSource | None:
     """The zip ``<folder>/<name>.zip`` (preferred) or the folder ``<folder>/<name>/``."""
     zpath = folder / f"{name}.zip"
     if zpath.is_file():
+        st = zpath.stat()
+        stamp = (str(zpath.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+        if stamp in _ZIP_LISTINGS:  # same file, unchanged since it was listed in this process
+            return _ZIP_LISTINGS[stamp]
         zf = _open_zip(zpath)
         infos = sorted(
             (i for i in zf.infolist() if not i.is_dir() and i.filename.endswith(".png")),
             key=lambda i: i.filename,
         )
         zf.close()
-        return OmniglotSource(
+        src = OmniglotSource(
             name,
             zpath,
             [i.filename for i in infos],
             [f"{i.filename} {i.file_size} {i.CRC:08x}" for i in infos],
         )
+        if len(_ZIP_LISTINGS) > 8:
+            _ZIP_LISTINGS.clear()
+        _ZIP_LISTINGS[stamp] = src
+        return src
     dpath = folder / name
     if dpath.is_dir():
         files = sorted(dpath.rglob("*.png"))
