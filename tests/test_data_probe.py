@@ -11,6 +11,7 @@ import torch
 
 from repsim.data import TaskSampler, load_classes, load_probe_classes
 from repsim.data.probe import PROBE_PATH
+from repsim.errors import CorruptDataError
 
 REPO = Path(__file__).resolve().parent.parent
 OMNIGLOT = Path(os.environ.get("REPSIM_DATA") or REPO.parent / "shared" / "data" / "omniglot")
@@ -41,3 +42,16 @@ def test_probe_set_is_the_first_maml_test_characters():
     assert p.class_names == c.class_names[:20]
     np.testing.assert_array_equal(p.images, c.images[:20])
     assert p.meta["source_digest"] == c.meta["source_digest"]
+
+
+def test_user_npz_without_names_or_info(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, size=(3, 4, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "mine.npz", images=x)
+    c = load_probe_classes(tmp_path / "mine.npz")
+    assert c.images.shape == (3, 4, 1, 8, 8) and c.class_names[0] == "class000"
+    assert c.meta["probe_set"] is True and c.meta["part"] == "mine"
+    np.savez(tmp_path / "bad.npz", images=x.astype(np.float32))
+    with pytest.raises(CorruptDataError, match="must be uint8"):
+        load_probe_classes(tmp_path / "bad.npz")
+    with pytest.raises(CorruptDataError, match="cannot be read"):
+        load_probe_classes(tmp_path / "missing.npz")
