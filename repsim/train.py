@@ -244,8 +244,13 @@ def _record(cfg: TrainConfig, model, iteration: int, val_acc, split_meta: dict) 
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
-          progress: bool = True) -> Path:
-    """Run ``cfg`` and return the path of the final checkpoint (``out_dir/final.safetensors``)."""
+          progress: bool = True, stop_at: int | None = None) -> Path:
+    """Run ``cfg`` and return the path of the final checkpoint (``out_dir/final.safetensors``).
+
+    ``stop_at=k`` stops after iteration ``k`` as if the process were killed there (after the
+    checkpoint of that iteration, if one is due) and returns ``out_dir/last.safetensors``;
+    ``resume=True`` then continues the run.
+    """
     from tqdm.auto import tqdm
 
     from repsim import checkpoint as ckpt
@@ -362,6 +367,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
             if it % cfg.save_every == 0 or it == cfg.iterations:
                 save(out / "last.safetensors", it, val_acc)
                 ckpt.save_optimizer(out / "last.safetensors", optimizer, {"iteration": it})
+            if stop_at is not None and it >= stop_at:
+                return out / "last.safetensors"
     finally:
         bar.close()
         log.close()
