@@ -123,14 +123,20 @@ def _as_matrix(a: Array, name: str, dtype: torch.dtype) -> torch.Tensor:
         )
     if t.shape[0] == 0 or t.shape[1] == 0:
         raise InputError(f"{name} has shape {tuple(t.shape)}; it needs datapoints and features")
-    t = t.to(dtype)
-    if not bool(torch.isfinite(t).all()):
-        bad = int((~torch.isfinite(t)).sum())
+    return t.to(dtype)
+
+
+def _raise_non_finite(t: torch.Tensor, name: str) -> None:
+    bad = int((~torch.isfinite(t)).sum())
+    if bad:
         raise InputError(
             f"{name} contains {bad} NaN or inf value(s); remove or fix those datapoints first "
             "(e.g. check the model for a diverged forward pass)"
         )
-    return t
+    raise InputError(
+        f"{name} has values too large for {t.dtype} (its column sums overflow); rescale it "
+        "(every measure here is scale invariant) or compute in float64"
+    )
 
 
 def _check_dtype(dtype: torch.dtype) -> None:
@@ -161,19 +167,28 @@ def _need_debiased_n(n: int) -> None:
         )
 
 
-def _centre(t: torch.Tensor) -> torch.Tensor:
-    return t - t.mean(dim=0, keepdim=True)
+def _centre(t: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(t - mean, mean)``; a NaN or inf anywhere in ``t`` makes its column mean non-finite,
+    so checking the ``d`` means is the finiteness check (no extra pass over ``t``)."""
+    mean = t.mean(dim=0)
+    if not bool(torch.isfinite(mean).all()):
+        _raise_non_finite(t, name)
+    return t - mean, mean
 
 
 def _eps(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).eps
 
 
-def _alive_columns(t: torch.Tensor, tc: torch.Tensor) -> torch.Tensor:
-    """Boolean mask of the columns of ``t`` that are not constant (``tc`` is ``t`` centred)."""
-    n = t.shape[0]
-    scale = t.abs().amax(dim=0) * math.sqrt(n) * (_DEAD_ULPS * _eps(t.dtype))
-    return tc.norm(dim=0) > scale
+def _alive_columns(sumsq: torch.Tensor, mean: torch.Tensor, n: int) -> torch.Tensor:
+    """Mask of the columns that are not constant (dead neurons are).
+
+    ``sumsq``: each column's centred sum of squares; ``mean``: its mean. A constant column
+    centres to rounding noise of a few ulps of its mean; anything above ``_DEAD_ULPS`` ulps is
+    variation.
+    """
+    floor = n * (_DEAD_ULPS * _eps(mean.dtype) * mean.abs()).square()
+    return sumsq > floor
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,63 +198,121 @@ def _alive_columns(t: torch.Tensor, tc: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class _Basis:
-    """An orthonormal basis ``(n, rank)`` of a layer's centred column space (null part dropped)."""
+    """An orthonormal basis ``mat @ w`` ``(n, rank)`` of a layer's centred column space.
 
-    q: torch.Tensor
+    Either ``mat`` is the centred data ``(n, d)`` and ``w`` ``(d, rank)`` its whitening matrix
+    (well-conditioned layers: only Gram products needed), or ``mat`` is an orthonormal ``Q``
+    from a QR factorisation and ``w`` is None. Null directions are already dropped.
+    """
+
+    mat: torch.Tensor
+    w: torch.Tensor | None
     n: int
 
     @property
     def rank(self) -> int:
-        return int(self.q.shape[1])
+        return int((self.w if self.w is not None else self.mat).shape[1])
+
+    def cross(self, other: _Basis) -> torch.Tensor:
+        """``(self basis)^T (other basis)``, ``(rank_self, rank_other)``."""
+        m = self.mat.mT @ other.mat
+        if self.w is not None:
+            m = self.w.mT @ m
+        if other.w is not None:
+            m = m @ other.w
+        return m
+
+    def project(self, tc: torch.Tensor, gram: torch.Tensor | None) -> torch.Tensor:
+        """``basis^T tc`` ``(rank, d)``; from the Gram ``tc^T tc`` when ``mat`` is ``tc``."""
+        if self.w is not None and gram is not None:
+            return self.w.mT @ gram
+        b = self.mat if self.w is None else self.mat @ self.w
+        return b.mT @ tc
 
 
 def _default_rtol(n: int, d: int, dtype: torch.dtype) -> float:
     return max(n, d) * _eps(dtype)
 
 
-def _cca_basis(t: torch.Tensor, name: str, rtol: float | None) -> _Basis:
-    """Orthonormal basis of the centred column space of ``t`` via QR, rank-revealed by SVD of R.
+def _fast_ok(ratio: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whitening from the Gram matrix loses ~eps * condition^2 of accuracy: use it only when the
+    smallest kept eigenvalue is at least ``10 sqrt(eps)`` of the largest (else QR)."""
+    return float(ratio) >= 10.0 * math.sqrt(_eps(dtype))
 
-    Columns are normalised first so that the rank decision is invariant to column scaling.
+
+def _no_variance_cca(name: str) -> InputError:
+    return InputError(
+        f"{name} has no variance: every column (neuron) is constant over the datapoints, so "
+        "its canonical correlations are undefined; check the layer or pass other datapoints"
+    )
+
+
+def _cca_basis(t: torch.Tensor, name: str, rtol: float | None) -> tuple[_Basis, torch.Tensor]:
+    """Orthonormal basis of the centred column space of ``t`` (dead and dependent directions
+    dropped), and ``t`` centred.
+
+    Columns are normalised first, so the rank decision is invariant to column scaling. A
+    well-conditioned layer is whitened through its Gram matrix (one ``n d^2`` product); otherwise
+    QR, rank-revealed by the SVD of R.
     """
     n, d = t.shape
-    tc = _centre(t)
-    alive = _alive_columns(t, tc)
+    tc, mean = _centre(t, name)
+    gram = tc.mT @ tc
+    sumsq = gram.diagonal()
+    alive = _alive_columns(sumsq, mean, n)
     if not bool(alive.any()):
-        raise InputError(
-            f"{name} has no variance: every column (neuron) is constant over the datapoints, so "
-            "its canonical correlations are undefined; check the layer or pass other datapoints"
-        )
-    if not bool(alive.all()):
-        tc = tc[:, alive]
-    tc = tc / tc.norm(dim=0, keepdim=True)
-    q, r = torch.linalg.qr(tc)
+        raise _no_variance_cca(name)
+    every = bool(alive.all())
+    idx = None if every else alive.nonzero().squeeze(1)
+    std = sumsq.sqrt() if every else sumsq[idx].sqrt()
+    sub = gram if every else gram[idx][:, idx]
+    lam, v = torch.linalg.eigh(sub / std[:, None] / std[None, :])
+    if rtol is None and _fast_ok(lam[0] / lam[-1], t.dtype):
+        w = v / lam.sqrt() / std[:, None]
+        if not every:
+            full = torch.zeros(d, w.shape[1], dtype=w.dtype, device=w.device)
+            full[idx] = w
+            w = full
+        return _Basis(mat=tc, w=w, n=n), gram
+    cols = tc if every else tc[:, idx]
+    q, r = torch.linalg.qr(cols / std)
     u, s, _ = torch.linalg.svd(r)
     tol = (rtol if rtol is not None else _default_rtol(n, d, t.dtype)) * s[0]
     k = int((s > tol).sum())
     if k < u.shape[1]:
         q = q @ u[:, :k]
-    return _Basis(q=q, n=n)
+    return _Basis(mat=q, w=None, n=n), gram
 
 
 def _svd_basis(t: torch.Tensor, name: str, keep: float) -> _Basis:
     """Top singular directions of centred ``t`` explaining at least ``keep`` of the variance."""
     n, d = t.shape
-    tc = _centre(t)
+    tc, mean = _centre(t, name)
+    gram = tc.mT @ tc
+    if not bool(_alive_columns(gram.diagonal(), mean, n).any()):
+        raise _no_variance_cca(name)
+    lam, v = torch.linalg.eigh(gram)
+    lam, v = lam.flip(0).clamp_min(0.0), v.flip(1)
+    k = _keep_count(lam, keep, n, d)
+    if _fast_ok(lam[k - 1] / lam[0], t.dtype):
+        return _Basis(mat=tc, w=v[:, :k] / lam[:k].sqrt(), n=n)
     q, r = torch.linalg.qr(tc)
     u, s, _ = torch.linalg.svd(r)
-    if float(s[0]) <= 0 or not bool(_alive_columns(t, tc).any()):
-        raise InputError(
-            f"{name} has no variance: every column (neuron) is constant over the datapoints; "
-            "check the layer or pass other datapoints"
-        )
-    s = torch.where(s > _default_rtol(n, d, t.dtype) * s[0], s, torch.zeros_like(s))
-    var = s.square()
+    k = _keep_count(s.square(), keep, n, d, s)
+    return _Basis(mat=q @ u[:, :k], w=None, n=n)
+
+
+def _keep_count(
+    var: torch.Tensor, keep: float, n: int, d: int, s: torch.Tensor | None = None
+) -> int:
+    """Fewest leading directions whose variance ``var`` (descending) reaches ``keep`` of the
+    total; null directions (singular value below ``max(n, d) eps`` of the largest) never count."""
+    sv = var.sqrt() if s is None else s
+    nonnull = int((sv > _default_rtol(n, d, var.dtype) * sv[0]).sum())
+    var = var[:nonnull]
     frac = torch.cumsum(var, 0) / var.sum()
-    # fewest k with frac[k-1] >= keep (guard against rounding just below keep=1.0)
-    k = int((frac < keep - 1e-12).sum()) + 1
-    k = min(k, int((s > 0).sum()))
-    return _Basis(q=q @ u[:, :k], n=n)
+    # guard against rounding just below keep = 1.0
+    return min(int((frac < keep - 1e-12).sum()) + 1, nonnull)
 
 
 def _check_cca_dims(bx: _Basis, by: _Basis, what: str) -> None:
@@ -257,8 +330,7 @@ def _check_cca_dims(bx: _Basis, by: _Basis, what: str) -> None:
 
 def _coefficients_from_bases(bx: _Basis, by: _Basis, what: str = "CCA") -> torch.Tensor:
     _check_cca_dims(bx, by, what)
-    m = bx.q.mT @ by.q
-    return torch.linalg.svdvals(m).clamp(0.0, 1.0)
+    return torch.linalg.svdvals(bx.cross(by)).clamp(0.0, 1.0)
 
 
 def cca_coefficients(
@@ -268,11 +340,13 @@ def cca_coefficients(
 
     Returned as a 1-D tensor (on the inputs' device) in descending order, each in [0, 1].
     ``rtol``: directions with a singular value below ``rtol`` times the largest (after centring
-    and column normalisation) are null and dropped (default ``max(n, d) * eps(dtype)``).
-    Raises :class:`InputError` when ``rank_x + rank_y > n - 1`` (see the module docstring).
+    and column normalisation) are null and dropped (default ``max(n, d) * eps(dtype)``; giving
+    it forces the QR route). Raises :class:`InputError` when ``rank_x + rank_y > n - 1``.
     """
     tx, ty = _pair(x, y, dtype)
-    return _coefficients_from_bases(_cca_basis(tx, "x", rtol), _cca_basis(ty, "y", rtol))
+    bx, _ = _cca_basis(tx, "x", rtol)
+    by, _ = _cca_basis(ty, "y", rtol)
+    return _coefficients_from_bases(bx, by)
 
 
 def cca(
@@ -292,20 +366,31 @@ def svcca(x: Array, y: Array, keep: float = 0.99, *, dtype: torch.dtype = torch.
     Each side keeps the fewest directions whose squared singular values add up to at least
     ``keep`` (in (0, 1]) of its total variance; ``keep=1`` keeps every non-null direction.
     """
-    if not 0.0 < float(keep) <= 1.0:
-        raise InputError(f"keep must be in (0, 1] (a fraction of variance), got {keep}")
+    _check_keep(keep)
     tx, ty = _pair(x, y, dtype)
     bx, by = _svd_basis(tx, "x", keep), _svd_basis(ty, "y", keep)
     return float(_coefficients_from_bases(bx, by, "SVCCA").mean())
 
 
-def _pwcca_from(bx: _Basis, xc: torch.Tensor, by: _Basis) -> float:
+def _check_keep(keep: float) -> None:
+    if not 0.0 < float(keep) <= 1.0:
+        raise InputError(f"keep must be in (0, 1] (a fraction of variance), got {keep}")
+
+
+def _pwcca_from(bx: _Basis, proj_x: torch.Tensor, by: _Basis) -> float:
+    """``proj_x = basis_x^T Xc`` ``(rank_x, d_x)``: x's neurons in its orthonormal basis."""
     _check_cca_dims(bx, by, "PWCCA")
-    u, rho, _ = torch.linalg.svd(bx.q.mT @ by.q, full_matrices=False)
-    h = bx.q @ u  # true canonical variates of x, unit norm, (n, m)
-    alpha = (h.mT @ xc).abs().sum(dim=1)
+    u, rho, _ = torch.linalg.svd(bx.cross(by), full_matrices=False)
+    # <h_i, x_j> for the true, unit-norm canonical variates h = basis_x @ u of x
+    alpha = (u.mT @ proj_x).abs().sum(dim=1)
     rho = rho.clamp(0.0, 1.0)
     return float((alpha * rho).sum() / alpha.sum())
+
+
+def _pwcca_prepare(t: torch.Tensor, name: str, rtol: float | None) -> tuple[_Basis, torch.Tensor]:
+    basis, gram = _cca_basis(t, name, rtol)
+    tc = basis.mat if basis.w is not None else _centre(t, name)[0]
+    return basis, basis.project(tc, gram)
 
 
 def pwcca(
@@ -317,7 +402,9 @@ def pwcca(
     unit-norm canonical variates of centred x and ``x_j`` its centred neurons (columns).
     """
     tx, ty = _pair(x, y, dtype)
-    return _pwcca_from(_cca_basis(tx, "x", rtol), _centre(tx), _cca_basis(ty, "y", rtol))
+    bx, proj = _pwcca_prepare(tx, "x", rtol)
+    by, _ = _cca_basis(ty, "y", rtol)
+    return _pwcca_from(bx, proj, by)
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,16 +485,19 @@ class _CKALayer:
 
 
 def _prepare_linear_cka(t: torch.Tensor, name: str, space: str, debiased: bool) -> _CKALayer:
-    tc = _centre(t)
-    if not bool(_alive_columns(t, tc).any()):
-        raise _no_variance(name)
+    n = t.shape[0]
+    tc, mean = _centre(t, name)
     if space == "feature":
         g = tc.mT @ tc
+        if not bool(_alive_columns(g.diagonal(), mean, n).any()):
+            raise _no_variance(name)
         if not debiased:
             return _CKALayer(space, debiased, xc=tc, self_term=g.norm())
         kd = tc.square().sum(dim=1)
         self_term = _hsic_u_feature(tc, tc, g.square().sum(), kd, kd)
         return _CKALayer(space, debiased, xc=tc, kdiag=kd, self_term=self_term)
+    if not bool(_alive_columns(tc.square().sum(dim=0), mean, n).any()):
+        raise _no_variance(name)
     k = tc @ tc.mT
     if debiased:
         k = _u_centre(k)
@@ -447,8 +537,8 @@ def linear_cka(
     return _linear_cka_pair(a, b)
 
 
-def _sq_distances(t: torch.Tensor) -> torch.Tensor:
-    tc = _centre(t)
+def _sq_distances(tc: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances between the rows of ``tc`` (centred), ``(n, n)``."""
     g = tc @ tc.mT
     sq = g.diagonal()
     d2 = (sq[:, None] + sq[None, :] - 2.0 * g).clamp_min(0.0)
@@ -463,8 +553,8 @@ def _median(v: torch.Tensor) -> torch.Tensor:
     return lo if m % 2 else (lo + torch.kthvalue(v, m // 2 + 1).values) / 2
 
 
-def _rbf_gram(t: torch.Tensor, name: str, sigma: float | None, sigma_frac: float) -> torch.Tensor:
-    d2 = _sq_distances(t)
+def _rbf_gram(tc: torch.Tensor, name: str, sigma: float | None, sigma_frac: float) -> torch.Tensor:
+    d2 = _sq_distances(tc)
     if sigma is None:
         n = d2.shape[0]
         iu = torch.triu_indices(n, n, offset=1, device=d2.device)
@@ -483,9 +573,10 @@ def _rbf_gram(t: torch.Tensor, name: str, sigma: float | None, sigma_frac: float
 def _prepare_rbf(
     t: torch.Tensor, name: str, sigma: float | None, sigma_frac: float, debiased: bool
 ) -> _CKALayer:
-    if not bool(_alive_columns(t, _centre(t)).any()):
+    tc, mean = _centre(t, name)
+    if not bool(_alive_columns(tc.square().sum(dim=0), mean, t.shape[0]).any()):
         raise _no_variance(name)
-    k = _rbf_gram(t, name, sigma, sigma_frac)
+    k = _rbf_gram(tc, name, sigma, sigma_frac)
     k = _u_centre(k) if debiased else _double_centre(k)
     self_term = k.square().sum() if debiased else k.norm()
     return _CKALayer("gram", debiased, gram=k, self_term=self_term)
@@ -669,13 +760,12 @@ def _preparer(measure: str, n: int, dims: list[int], kwargs: dict) -> Callable:
             f"it accepts {sorted(allowed) or 'none'}"
         )
     if measure == "cca":
-        return lambda t, k: _cca_basis(t, k, kwargs.get("rtol"))
+        return lambda t, k: _cca_basis(t, k, kwargs.get("rtol"))[0]
     if measure == "pwcca":
-        return lambda t, k: (_cca_basis(t, k, kwargs.get("rtol")), _centre(t))
+        return lambda t, k: _pwcca_prepare(t, k, kwargs.get("rtol"))
     if measure == "svcca":
         keep = kwargs.get("keep", 0.99)
-        if not 0.0 < float(keep) <= 1.0:
-            raise InputError(f"keep must be in (0, 1] (a fraction of variance), got {keep}")
+        _check_keep(keep)
         return lambda t, k: _svd_basis(t, k, keep)
     if measure in ("cka", "cka_debiased"):
         debiased = measure == "cka_debiased" or bool(kwargs.get("debiased", False))
@@ -721,7 +811,6 @@ class _Moments:
         self.n = 0
         self.shift_x = self.shift_y = None
         self.sx = self.sy = self.xx = self.xy = self.yy = None
-        self.maxabs_x = self.maxabs_y = None
 
     def update(self, x_batch: Array, y_batch: Array) -> None:
         tx, ty = _pair(x_batch, y_batch, self.dtype)
@@ -732,7 +821,6 @@ class _Moments:
             self.sx, self.sy = torch.zeros(dx, **z), torch.zeros(dy, **z)
             self.xx, self.yy = torch.zeros(dx, dx, **z), torch.zeros(dy, dy, **z)
             self.xy = torch.zeros(dx, dy, **z)
-            self.maxabs_x, self.maxabs_y = torch.zeros(dx, **z), torch.zeros(dy, **z)
         elif tx.shape[1] != self.sx.shape[0] or ty.shape[1] != self.sy.shape[0]:
             raise InputError(
                 f"this batch has {tx.shape[1]} x-features and {ty.shape[1]} y-features but earlier "
@@ -740,12 +828,15 @@ class _Moments:
             )
         elif tx.device != self.sx.device:
             raise InputError(f"this batch is on {tx.device}, earlier ones on {self.sx.device}")
-        self.maxabs_x = torch.maximum(self.maxabs_x, tx.abs().amax(0))
-        self.maxabs_y = torch.maximum(self.maxabs_y, ty.abs().amax(0))
         a, b = tx - self.shift_x, ty - self.shift_y
+        sa, sb = a.sum(0), b.sum(0)
+        if not bool(torch.isfinite(sa).all()):
+            _raise_non_finite(tx, "x_batch")
+        if not bool(torch.isfinite(sb).all()):
+            _raise_non_finite(ty, "y_batch")
         self.n += tx.shape[0]
-        self.sx += a.sum(0)
-        self.sy += b.sum(0)
+        self.sx += sa
+        self.sy += sb
         self.xx += a.mT @ a
         self.yy += b.mT @ b
         self.xy += a.mT @ b
@@ -760,10 +851,12 @@ class _Moments:
         cxy = self.xy - self.n * torch.outer(mx, my)
         return cxx, cxy, cyy
 
-    def alive(self, c: torch.Tensor, raw: torch.Tensor, maxabs: torch.Tensor) -> torch.Tensor:
-        eps = _eps(self.dtype)
-        floor = self.n * (_DEAD_ULPS * eps * maxabs) ** 2 + _DEAD_ULPS * eps * raw.diagonal()
-        return c.diagonal() > floor
+    def alive(self, c: torch.Tensor, raw: torch.Tensor, shift: torch.Tensor, s: torch.Tensor):
+        """Non-constant columns, as :func:`_alive_columns`, allowing for the cancellation in
+        ``raw - n mean mean^T`` (``raw``: shifted cross-products, ``s``: shifted sums)."""
+        mean = shift + s / self.n
+        floor = _DEAD_ULPS * _eps(self.dtype) * raw.diagonal()
+        return _alive_columns(c.diagonal() - floor, mean, self.n)
 
 
 class StreamingLinearCKA:
@@ -788,9 +881,9 @@ class StreamingLinearCKA:
     def value(self) -> float:
         m = self._m
         cxx, cxy, cyy = m.centred()
-        if not bool(m.alive(cxx, m.xx, m.maxabs_x).any()):
+        if not bool(m.alive(cxx, m.xx, m.shift_x, m.sx).any()):
             raise _no_variance("x")
-        if not bool(m.alive(cyy, m.yy, m.maxabs_y).any()):
+        if not bool(m.alive(cyy, m.yy, m.shift_y, m.sy).any()):
             raise _no_variance("y")
         return min(float(cxy.square().sum() / (cxx.norm() * cyy.norm())), 1.0)
 
@@ -842,8 +935,8 @@ class StreamingCCA:
         """Canonical correlations, descending, in [0, 1]."""
         m = self._m
         cxx, cxy, cyy = m.centred()
-        wx = _whitener(cxx, m.alive(cxx, m.xx, m.maxabs_x), "x", self.rtol)
-        wy = _whitener(cyy, m.alive(cyy, m.yy, m.maxabs_y), "y", self.rtol)
+        wx = _whitener(cxx, m.alive(cxx, m.xx, m.shift_x, m.sx), "x", self.rtol)
+        wy = _whitener(cyy, m.alive(cyy, m.yy, m.shift_y, m.sy), "y", self.rtol)
         rx, ry = wx.shape[1], wy.shape[1]
         if rx + ry > m.n - 1:
             forced = rx + ry - (m.n - 1)

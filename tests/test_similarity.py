@@ -251,6 +251,23 @@ def test_cca_on_badly_scaled_columns_is_exact():
     assert sim.linear_cka(x * 1e-8, y * 1e8) == pytest.approx(sim.linear_cka(x, y), abs=1e-12)
 
 
+def test_gram_whitening_and_qr_routes_agree():
+    """Well-conditioned layers are whitened from the Gram matrix, others go through QR."""
+    x, y = pair(300, 6, 5, seed=23)
+    tx = torch.from_numpy(x)
+    assert sim._cca_basis(tx, "x", None)[0].w is not None  # fast route
+    assert sim._cca_basis(tx, "x", 1e-12)[0].w is None  # rtol given: QR route
+    np.testing.assert_allclose(
+        sim.cca_coefficients(x, y).numpy(), sim.cca_coefficients(x, y, rtol=1e-12), atol=1e-12
+    )
+    assert sim.pwcca(x, y) == pytest.approx(sim.pwcca(x, y, rtol=1e-12), abs=1e-12)
+    # an invertible but badly conditioned map (condition ~1e9) takes the QR route, still exact
+    u, v = random_orthogonal(6, 1), random_orthogonal(6, 2)
+    a = u @ np.diag(np.logspace(0, -9, 6)) @ v
+    assert sim._cca_basis(torch.from_numpy(x @ a), "x", None)[0].w is None
+    assert sim.cca(x @ a, y) == pytest.approx(sim.cca(x, y), abs=1e-7)
+
+
 def test_float32_input_gives_float64_answer():
     x, y = pair(300, 8, 6, seed=11)
     x32, y32 = x.astype(np.float32), y.astype(np.float32)

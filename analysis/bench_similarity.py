@@ -1,0 +1,257 @@
+"""Speed of repsim's similarity measures next to the peers that install from PyPI.
+
+Usage: ``python analysis/bench_similarity.py [--threads 2] [--repeats 5] [--quick]``
+
+For each (n, d) in {(2000, 64), (5000, 256), (10000, 512)} and each input dtype (float32,
+float64) it times repsim and every peer where the measure applies, on the same inputs (x random,
+y a noisy linear map of x), and prints markdown tables: repsim's median time, the flop-bound
+time at this machine's measured float64 matmul rate (repsim computes in float64 by default), and
+each peer's median time as a ratio to repsim (> 1: repsim is faster). The "agrees" check
+compares each peer's value with repsim's.
+
+Peers (``pip install ckatorch torch-cka cca-zoo rsatoolbox`` and ``pip install --no-deps
+cka-pytorch``; see ``[project.optional-dependencies] bench``):
+
+* ckatorch ``cka_base`` -- Gram-space linear / unbiased / RBF CKA (float64).
+* torch-cka ``CKA._HSIC`` -- unbiased HSIC on Gram matrices, as its ``compare`` loop does it.
+* cka-pytorch ``hsic.hsic1`` -- batched unbiased HSIC (its package ``__init__`` needs
+  ``lightning``, so the ``hsic`` module is loaded from its file).
+* cca-zoo ``CCA(n_components=min(d)).fit(...).score(...)`` -- mean canonical correlation.
+* numpy references written here: google/svcca-style CCA (covariance, pinv square roots, SVD) and
+  Kornblith-style feature-space linear CKA.
+* rsatoolbox installs but offers neither CKA nor CCA (it compares RDMs), so it has no column.
+
+Peers whose Gram-space cost is O(n^3) are skipped where one call would take more than
+``--max-peer-s`` seconds at the measured matmul rate (said so in the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from repsim import similarity as sim
+
+SIZES = [(2000, 64), (5000, 256), (10000, 512)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference implementations written plainly (numpy)
+# ---------------------------------------------------------------------------------------------
+
+
+def numpy_svcca_style_cca(x: np.ndarray, y: np.ndarray) -> float:
+    """google/svcca cca_core style: covariances, pinv + matrix square roots, SVD; mean rho."""
+    x = x.astype(np.float64) - x.mean(0)
+    y = y.astype(np.float64) - y.mean(0)
+    n = x.shape[0]
+    sxx, syy, sxy = x.T @ x / (n - 1), y.T @ y / (n - 1), x.T @ y / (n - 1)
+
+    def inv_sqrt(s):
+        w, v = np.linalg.eigh(np.linalg.pinv(s))
+        return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+    m = inv_sqrt(sxx) @ sxy @ inv_sqrt(syy)
+    return float(np.linalg.svd(m, compute_uv=False).mean())
+
+
+def numpy_feature_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """Kornblith et al.'s feature-space linear CKA in numpy (float64)."""
+    x = x.astype(np.float64) - x.mean(0)
+    y = y.astype(np.float64) - y.mean(0)
+    return float(np.linalg.norm(x.T @ y) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Peers (None when not installed)
+# ---------------------------------------------------------------------------------------------
+
+
+def load_peers() -> tuple[dict[str, dict[str, Callable]], list[str]]:
+    """``{measure: {peer: fn(x_tensor, y_tensor) -> float}}`` and notes on missing peers."""
+    peers: dict[str, dict[str, Callable]] = {m: {} for m in ("cka", "cka_debiased", "cca")}
+    notes = []
+    try:
+        from ckatorch.core import cka_base
+
+        peers["cka"]["ckatorch"] = lambda x, y: float(cka_base(x, y))
+        peers["cka_debiased"]["ckatorch"] = lambda x, y: float(cka_base(x, y, unbiased=True))
+        peers.setdefault("rbf_cka", {})["ckatorch"] = lambda x, y: float(
+            cka_base(x, y, kernel="rbf")
+        )
+    except ImportError:
+        notes.append("ckatorch: not installed")
+    try:
+        from torch_cka import CKA as TorchCKA
+
+        class _Dev:
+            device = "cpu"
+
+        def torch_cka_debiased(x, y):
+            k, l_ = x @ x.T, y @ y.T
+            k.fill_diagonal_(0.0)
+            l_.fill_diagonal_(0.0)
+            h = TorchCKA._HSIC
+            return h(_Dev, k, l_) / math.sqrt(h(_Dev, k, k) * h(_Dev, l_, l_))
+
+        peers["cka_debiased"]["torch-cka"] = torch_cka_debiased
+    except ImportError:
+        notes.append("torch-cka: not installed")
+    spec = importlib.util.find_spec("cka_pytorch")
+    if spec is not None and spec.submodule_search_locations:
+        path = os.path.join(list(spec.submodule_search_locations)[0], "hsic.py")
+        mspec = importlib.util.spec_from_file_location("_cka_pytorch_hsic", path)
+        hsic_mod = importlib.util.module_from_spec(mspec)
+        mspec.loader.exec_module(hsic_mod)
+
+        def cka_pytorch_debiased(x, y):
+            k, l_ = (x @ x.T)[None], (y @ y.T)[None]
+            h = hsic_mod.hsic1
+            return float(h(k, l_) / (h(k, k) * h(l_, l_)).sqrt())
+
+        peers["cka_debiased"]["cka-pytorch"] = cka_pytorch_debiased
+    else:
+        notes.append("cka-pytorch: not installed")
+    try:
+        from cca_zoo.linear import CCA
+
+        def cca_zoo_mean(x, y):
+            xn, yn = x.numpy(), y.numpy()
+            k = min(xn.shape[1], yn.shape[1])
+            return float(CCA(n_components=k).fit([xn, yn]).score([xn, yn]))
+
+        peers["cca"]["cca-zoo"] = cca_zoo_mean
+    except ImportError:
+        notes.append("cca-zoo: not installed")
+    peers["cca"]["numpy svcca-style"] = lambda x, y: numpy_svcca_style_cca(x.numpy(), y.numpy())
+    peers["cka"]["numpy feature-space"] = lambda x, y: numpy_feature_cka(x.numpy(), y.numpy())
+    notes.append("rsatoolbox: installs, but has no CKA or CCA (it compares RDMs): no column")
+    return peers, notes
+
+
+# Flops of one call (float64), for the bound and for skipping O(n^3) peers.
+def repsim_flops(measure: str, n: int, d: int) -> float:
+    nd2 = n * d * d
+    return {
+        "cka": 6 * nd2,  # X^T X, Y^T Y, X^T Y
+        "cka_debiased": 6 * nd2,
+        "cca": 10 * nd2,  # 2 QR with explicit Q (~4nd^2 each) + Qx^T Qy
+        "svcca": 10 * nd2,
+        "pwcca": 14 * nd2,  # + canonical variates and their projections on x
+        "rbf_cka": 4 * n * n * d,  # two Gram matrices
+    }[measure]
+
+
+def peer_flops(peer: str, n: int, d: int) -> float:
+    if peer in ("torch-cka", "cka-pytorch"):
+        return 6.0 * n**3  # three HSICs, each with a K @ L product
+    if peer == "ckatorch":
+        return 4.0 * n * n * d
+    return 0.0
+
+
+def timeit(fn: Callable[[], float], repeats: int, budget_s: float = 20.0) -> tuple[float, float]:
+    """(median seconds, value) over ``repeats`` calls after a warm-up (fewer if slow)."""
+    t0 = time.perf_counter()
+    value = fn()
+    first = time.perf_counter() - t0
+    times = [first]
+    if first * repeats < budget_s:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times), value
+
+
+def matmul_rate(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    sec, _ = timeit(lambda: float((a @ b)[0, 0]), repeats)
+    return 2 * size**3 / sec / 1e9
+
+
+def make_inputs(n: int, d: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = x @ torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
+    y = y + 0.5 * torch.randn(n, d, generator=g, dtype=torch.float64)
+    return x, y
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--max-peer-s", type=float, default=10.0)
+    parser.add_argument("--quick", action="store_true", help="only the smallest size")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sizes = SIZES[:1] if args.quick else SIZES
+
+    rate64 = matmul_rate(torch.float64)
+    rate32 = matmul_rate(torch.float32)
+    print(f"threads: torch {torch.get_num_threads()}, cpu_count {os.cpu_count()}")
+    print(f"matmul rate (2048^3 GEMM): float32 {rate32:.1f} GFLOP/s, float64 {rate64:.1f} GFLOP/s")
+    print(f"torch {torch.__version__}, numpy {np.__version__}")
+    peers, notes = load_peers()
+    for note in notes:
+        print(f"note: {note}")
+
+    measures = ["cka", "cka_debiased", "cca", "svcca", "pwcca", "rbf_cka"]
+    for measure in measures:
+        names = list(peers.get(measure, {}))
+        extra = ["repsim dtype=float32"] if measure in ("cka", "cca") else []
+        header = ["n", "d", "input", "repsim ms", "flop bound ms", "x bound", *extra, *names]
+        print(f"\n### {measure}  (peer time / repsim time; > 1 means repsim is faster)\n")
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for n, d in sizes:
+            if measure == "rbf_cka" and n > 5000:
+                continue  # n^2 Gram matrices; RBF is timed at the smaller sizes only
+            x64, y64 = make_inputs(n, d)
+            for dtype in (torch.float32, torch.float64):
+                x, y = x64.to(dtype), y64.to(dtype)
+                fn = sim.get_measure(measure)
+                t_rep, v_rep = timeit(lambda fn=fn, x=x, y=y: fn(x, y), args.repeats)
+                bound = repsim_flops(measure, n, d) / (rate64 * 1e9)
+                cells = [
+                    str(n),
+                    str(d),
+                    str(dtype).replace("torch.", ""),
+                    f"{t_rep * 1e3:.1f}",
+                    f"{bound * 1e3:.1f}",
+                    f"{t_rep / bound:.2f}",
+                ]
+                if extra:
+                    t32, v32 = timeit(
+                        lambda fn=fn, x=x, y=y: fn(x, y, dtype=torch.float32), args.repeats
+                    )
+                    cells.append(f"{t32 / t_rep:.2f} (Δ{abs(v32 - v_rep):.0e})")
+                for peer in names:
+                    est = peer_flops(peer, n, d) / (rate64 * 1e9)
+                    if est > args.max_peer_s:
+                        cells.append(f"skipped (O(n^3), ~{est:.0f} s)")
+                        continue
+                    pf = peers[measure][peer]
+                    try:
+                        t_p, v_p = timeit(lambda pf=pf, x=x, y=y: pf(x, y), args.repeats)
+                    except Exception as exc:  # a peer failing is a result, not a crash
+                        cells.append(f"failed: {type(exc).__name__}")
+                        continue
+                    agree = "ok" if abs(v_p - v_rep) < 1e-4 else f"Δ{abs(v_p - v_rep):.1e}"
+                    cells.append(f"{t_p / t_rep:.1f}× ({agree})")
+                print("| " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
