@@ -57,7 +57,7 @@ def add_task_args(parser: argparse.ArgumentParser, default_out: str) -> None:
         "--queries",
         type=int,
         default=None,
-        help="query examples per class (default: the checkpoint's)",
+        help="query examples per class (default: the checkpoint's test queries)",
     )
     parser.add_argument(
         "--conv-mode",
@@ -215,7 +215,7 @@ def build_tasks(
     split = args.split or setting(config, "split", "maml")
     ways = args.ways or int(setting(config, "ways", 5))
     shots = args.shots or int(setting(config, "shots", 1))
-    queries = args.queries or int(setting(config, "queries", 15))
+    queries = args.queries or int(setting(config, "test_queries") or setting(config, "queries", 15))
     data_dir = _real_data_dir(args.data_dir)
     if args.probe:
         classes = load_probe(args.probe, image_shape, invert=args.invert)
