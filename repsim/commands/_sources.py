@@ -276,8 +276,13 @@ def build_tasks(
 
 
 def checkpoint_label(path: str | Path | None) -> str:
+    """A short name for titles: the file name, with its run folder when the name alone says
+    little (``maml_cpu_seed0/iter_000250.safetensors``)."""
     if path is None:
         from repsim import checkpoint
 
         path = checkpoint.DEFAULT_CHECKPOINT
-    return Path(path).name
+    path = Path(path)
+    if path.name.startswith(("iter_", "last", "final", "best")) and path.parent.name:
+        return f"{path.parent.name}/{path.name}"
+    return path.name

@@ -74,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
     matrix = results.summarise(records, ("layer_a", "layer_b", "measure"))
     layers_a, layers_b = list(learner_a.analysis_layers), list(learner_b.analysis_layers)
     diagonal = [r for r in matrix if r["layer_a"] == r["layer_b"]]
-    name_a = Path(args.checkpoint_a).name
-    name_b = Path(args.checkpoint_b).name
+    name_a = _sources.checkpoint_label(args.checkpoint_a)
+    name_b = _sources.checkpoint_label(args.checkpoint_b)
 
     print(
         f"Similarity of meta-inits, {name_a} vs {name_b}, per layer on "
