@@ -206,8 +206,10 @@ def cross_layer_similarity(
     size are pooled to the coarser grid first (:func:`repsim.capture.match_datapoints`); a layer
     against its same-sized counterpart is compared exactly as in the paper's Table 3.
 
-    Returns ``[{task, layer_a, layer_b, measure, value, note}]``; a refused measure gives NaN
-    and its reason in ``note``.
+    Returns ``[{task, layer_a, layer_b, measure, value, note, n_datapoints, features_a,
+    features_b}]``; a refused measure gives NaN and its reason in ``note``. Mind the ratio of
+    datapoints to features: a conv layer against the head is compared on N examples only, and
+    CCA with few datapoints per feature is biased towards 1 (prefer CKA off the diagonal).
     """
     from repsim.capture import capture_raw, match_datapoints, to_2d
     from repsim.similarity import get_measure
@@ -250,6 +252,9 @@ def cross_layer_similarity(
                             "measure": m,
                             "value": value,
                             "note": note,
+                            "n_datapoints": int(x.shape[0]),
+                            "features_a": int(x.shape[1]),
+                            "features_b": int(y.shape[1]),
                         }
                     )
     if not records:

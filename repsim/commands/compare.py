@@ -6,6 +6,11 @@ layer of B (e.g. MAML vs ANIL, or seed vs seed: the paper's Table 3). Prints the
 (diagonal) table, and writes under ``--out``: ``compare.json`` (with provenance),
 ``compare_layers.csv`` (diagonal), ``compare_matrix.csv`` (every layer pair) and one heatmap per
 measure, ``heatmap_<measure>.png`` / ``.pdf``.
+
+Off the diagonal, layers of different spatial size are pooled to the coarser grid, and a conv
+layer against the head is compared on the N examples alone: CCA with few datapoints per feature
+is biased towards 1 there (``per_task`` rows in the JSON give n_datapoints and features), so
+read CKA for the off-diagonal cells.
 """
 
 from __future__ import annotations
