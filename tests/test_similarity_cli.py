@@ -148,3 +148,27 @@ def test_a_probe_folder_of_the_users_own_images(tmp_path):
     meta = json.loads((out / "similarity.json").read_text())["meta"]["tasks"]
     assert meta["source"] == "probe" and meta["queries"] == 3  # 4 images: 1 shot + 3 queries
     assert meta["sampler"]["n_classes"] == 5 and meta["sampler"]["inverted"] is True
+
+
+def test_another_format_is_loaded_through_repsim_adapters(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from repsim.protocol import MetaLearner
+
+    calls = []
+
+    def load(path, format):
+        calls.append((str(path), format))
+        torch.manual_seed(0)
+        model = Conv4(Conv4Config.omniglot(5, hidden=8))
+        return MetaLearner(model, list(model.analysis_layers), config={"train": TRAIN})
+
+    monkeypatch.setitem(sys.modules, "repsim.adapters", types.SimpleNamespace(load=load))
+    monkeypatch.setattr("repsim.adapters", sys.modules["repsim.adapters"], raising=False)
+    out = tmp_path / "out"
+    argv = ["similarity", "their.pt", "--format", "learn2learn", "--out", str(out), "--tasks", "2"]
+    assert main(argv + task_args()) == 0
+    assert calls == [("their.pt", "learn2learn")]
+    rows = read_csv(out / "similarity_summary.csv")
+    assert all(float(r["mean"]) == pytest.approx(1.0, abs=1e-9) for r in rows)  # no inner loop
