@@ -1,0 +1,162 @@
+"""Load other meta-learners' checkpoints as :class:`repsim.protocol.MetaLearner` s.
+
+Each adapter rebuilds the *source's* network (``repsim.adapters.convnet``: conv/norm order,
+padding, strides, pooling, norm epsilon and scale, activation, readout order) and maps the
+file's tensors onto it, so that repsim's forward pass equals the source's. Then it attaches the
+source's inner loop (which parameters adapt, learning rate, steps).
+
+Example::
+
+    from repsim import adapters
+    learner = adapters.load("maml_omniglot.pt")            # format sniffed from the keys
+    learner = adapters.load("model60000.index", format="tf-maml", inner_steps=5)
+    adapters.sniff("model.ckpt")                           # -> "learn2learn"
+
+Formats (:data:`FORMATS`; aliases in :data:`ALIASES`): ``learn2learn``, ``torchmeta``
+(pytorch-maml), ``boil``, ``mamlpp``, ``higher`` (torch.func), ``dragen1860``, ``tf-maml``
+(Finn et al.), and ``repsim`` (repsim's own). Any other ``nn.Module`` plugs in directly as a
+``MetaLearner(module, analysis_layers, adapt, input_shape)``: see ``docs/adapters.md``.
+
+Files are read safely (``repsim.adapters.safe_load``): safetensors, or ``torch.load`` with
+``weights_only=True``; a pickled module is refused with an explanation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repsim.errors import CheckpointError
+from repsim.protocol import MetaLearner
+
+FORMATS = (
+    "learn2learn",
+    "torchmeta",
+    "boil",
+    "mamlpp",
+    "higher",
+    "dragen1860",
+    "tf-maml",
+    "repsim",
+)
+ALIASES = {
+    "l2l": "learn2learn",
+    "pytorch-maml": "torchmeta",
+    "maml++": "mamlpp",
+    "how-to-train-your-maml": "mamlpp",
+    "torch.func": "higher",
+    "torchfunc": "higher",
+    "functorch": "higher",
+    "maml-pytorch": "dragen1860",
+    "tf": "tf-maml",
+    "finn": "tf-maml",
+    "cbfinn": "tf-maml",
+}
+# Sniffing order: the most specific key patterns first.
+_SNIFF_ORDER = ("mamlpp", "dragen1860", "learn2learn", "torchmeta", "higher")
+
+
+def _family(name: str):
+    from repsim.adapters import dragen1860, higher_seq, learn2learn, mamlpp, torchmeta
+
+    return {
+        "learn2learn": learn2learn,
+        "torchmeta": torchmeta,
+        "boil": torchmeta,
+        "mamlpp": mamlpp,
+        "higher": higher_seq,
+        "dragen1860": dragen1860,
+    }[name]
+
+
+def canonical_format(fmt: str) -> str:
+    name = ALIASES.get(fmt.lower(), fmt.lower())
+    if name != "auto" and name not in FORMATS:
+        raise CheckpointError(
+            f"unknown checkpoint format {fmt!r}: use auto or one of {', '.join(FORMATS)} "
+            f"(aliases: {', '.join(sorted(ALIASES))})"
+        )
+    return name
+
+
+def _is_repsim(path: Path) -> bool:
+    if path.suffix != ".safetensors":
+        return False
+    from repsim.adapters.safe_load import load_safetensors
+
+    return "repsim" in load_safetensors(path)[1]
+
+
+def sniff(path: str | Path) -> str:
+    """The format of the checkpoint at ``path`` (one of :data:`FORMATS`), from its container
+    and tensor names; raises :class:`CheckpointError` when no adapter recognises it."""
+    from repsim.adapters import tf_checkpoint
+    from repsim.adapters.safe_load import read_state
+
+    path = Path(path)
+    if tf_checkpoint.is_bundle(path):
+        return "tf-maml"
+    if _is_repsim(path):
+        return "repsim"
+    state, _ = read_state(path)
+    return _sniff_keys(list(state), str(path))
+
+
+def _sniff_keys(keys: list[str], source: str) -> str:
+    for name in _SNIFF_ORDER:
+        if _family(name).matches(keys):
+            return name
+    raise CheckpointError(
+        f"{source}: no adapter recognises these tensor names ({', '.join(keys[:8])}...). "
+        f"Pass --format (one of {', '.join(FORMATS)}), or build a MetaLearner yourself "
+        "(docs/adapters.md, 'Any nn.Module')"
+    )
+
+
+def load(
+    path: str | Path,
+    format: str = "auto",
+    *,
+    inner_lr: float | None = None,
+    inner_steps: int | None = None,
+    image_size: int | None = None,
+    **options,
+) -> MetaLearner:
+    """A :class:`MetaLearner` from another library's checkpoint.
+
+    Args:
+        format: ``"auto"`` (sniff) or one of :data:`FORMATS` / :data:`ALIASES`.
+        inner_lr, inner_steps: override the source's inner-loop defaults (each adapter's
+            docstring and ``docs/adapters.md`` give them). ``inner_lr`` is for repsim's mean
+            cross-entropy over the support set.
+        image_size: the side of the square images the model was trained on, when the head's
+            size does not determine it.
+        options: per-format settings, e.g. ``bn_step`` (mamlpp), ``config`` (dragen1860's
+            config list), ``max_pool`` (learn2learn, tf-maml), ``adapted`` (``all``,
+            ``no-norm``, ``head``, ``body``).
+    """
+    from repsim.adapters import finn_tf, tf_checkpoint
+    from repsim.adapters.safe_load import read_state
+
+    path = Path(path)
+    fmt = canonical_format(format)
+    if fmt == "auto":
+        fmt = sniff(path)
+    if fmt == "repsim":
+        from repsim import checkpoint
+
+        return checkpoint.load_meta_learner(path, inner_steps=inner_steps, inner_lr=inner_lr)
+    kw = {"inner_lr": inner_lr, "inner_steps": inner_steps, "image_size": image_size, **options}
+    if fmt == "tf-maml":
+        if not tf_checkpoint.is_bundle(path):
+            raise CheckpointError(
+                f"{path} is not a TensorFlow checkpoint bundle: give the prefix (model60000) or "
+                "its .index file, with the .data-00000-of-00001 file beside it"
+            )
+        return finn_tf.load_arrays(tf_checkpoint.read_bundle(path), str(path), **kw)
+    state, extras = read_state(path)
+    if fmt == "boil":
+        kw.setdefault("algorithm", "boil")
+    learner = _family(fmt).load(state, str(path), **kw)
+    if extras:
+        learner.config["file_extras"] = extras
+    return learner
