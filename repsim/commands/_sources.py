@@ -22,7 +22,16 @@ def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         default="repsim",
-        help="checkpoint format: 'repsim' (default) or another library's, read by repsim.adapters",
+        help="checkpoint format: 'repsim' (default), 'auto' (sniffed), or another library's "
+        "(learn2learn, torchmeta, boil, mamlpp, higher, dragen1860, tf-maml), read by "
+        "repsim.adapters",
+    )
+    parser.add_argument(
+        "--inner-lr",
+        type=float,
+        default=None,
+        help="inner-loop learning rate on the mean support loss (default: the checkpoint's, or "
+        "the source library's documented default for --format)",
     )
 
 
@@ -79,18 +88,25 @@ def parse_measures(text: str) -> list[str]:
     return measures
 
 
-def load_learner(path: str | Path | None, fmt: str = "repsim", inner_steps: int | None = None):
+def load_learner(
+    path: str | Path | None,
+    fmt: str = "repsim",
+    inner_steps: int | None = None,
+    inner_lr: float | None = None,
+):
     """A :class:`repsim.protocol.MetaLearner` from ``path`` (default: the shipped checkpoint)."""
     if fmt != "repsim":
         if path is None:
             raise InputError(f"--format {fmt} needs a checkpoint path")
         from repsim import adapters
 
-        return adapters.load(path, format=fmt)
+        return adapters.load(path, format=fmt, inner_steps=inner_steps, inner_lr=inner_lr)
     from repsim import checkpoint
 
     return checkpoint.load_meta_learner(
-        path if path is not None else checkpoint.DEFAULT_CHECKPOINT, inner_steps=inner_steps
+        path if path is not None else checkpoint.DEFAULT_CHECKPOINT,
+        inner_steps=inner_steps,
+        inner_lr=inner_lr,
     )
 
 

@@ -57,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from repsim.representation import representation_change
 
     measures = _sources.parse_measures(args.measures)
-    learner = _sources.load_learner(args.checkpoint, args.format, args.inner_steps)
+    learner = _sources.load_learner(
+        args.checkpoint, args.format, args.inner_steps, getattr(args, "inner_lr", None)
+    )
     torch.manual_seed(args.seed)
     source = _sources.build_tasks(args, learner.config, tuple(learner.input_shape))
     change = representation_change(
