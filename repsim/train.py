@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,8 +166,8 @@ def episodic_loss(model, params, batch, cfg: TrainConfig, names, vmap: bool):
             model, params, batch.support_x[t], batch.support_y[t], batch.query_x[t],
             batch.query_y[t], names, cfg.inner_lr, cfg.inner_steps, cfg.first_order)
         total = total + loss
-        acc += float(a)
-    return total / len(batch), torch.tensor(acc / len(batch))
+        acc = acc + a  # on-device: no host sync per task
+    return total / len(batch), acc / len(batch)
 
 
 def multitask_loss(model, batch):
@@ -176,8 +178,8 @@ def multitask_loss(model, batch):
         y = torch.cat([batch.support_y[t], batch.query_y[t]])
         logits = model(x)
         total = total + F.cross_entropy(logits, y)
-        acc += float((logits.argmax(-1) == y).float().mean())
-    return total / len(batch), torch.tensor(acc / len(batch))
+        acc = acc + (logits.argmax(-1) == y).float().mean()
+    return total / len(batch), acc / len(batch)
 
 
 def nil_training_loss(model, batch, ways: int, scale: float):
@@ -190,8 +192,8 @@ def nil_training_loss(model, batch, ways: int, scale: float):
         fq = model(batch.query_x[t], stage="body")
         probs = nil_probabilities(fs, batch.support_y[t], fq, ways, scale)
         total = total + F.nll_loss(torch.log(probs + 1e-8), batch.query_y[t])
-        acc += float((probs.argmax(-1) == batch.query_y[t]).float().mean())
-    return total / len(batch), torch.tensor(acc / len(batch))
+        acc = acc + (probs.argmax(-1) == batch.query_y[t]).float().mean()
+    return total / len(batch), acc / len(batch)
 
 
 def multiclass_batch(classes, iteration: int, seed: int, batch_size: int, device):
@@ -224,7 +226,7 @@ def _fresh_head_for_evaluation(model, ways: int):
     """Replace a multiclass head by a zero N-way head (adapted at evaluation)."""
     from torch import nn
 
-    from repsim.models import Conv4, Conv4Config
+    from repsim.models import Conv4
 
     cfg = dataclasses.replace(model.config, ways=ways)
     out = Conv4(cfg)
@@ -236,11 +238,12 @@ def _fresh_head_for_evaluation(model, ways: int):
 
 
 def _record(cfg: TrainConfig, model, iteration: int, val_acc, split_meta: dict) -> dict:
+    from repsim.distributed import world
     from repsim.provenance import code_version, now_utc
 
     return {"model": {"arch": "conv4", **model.config.to_dict()}, "train": cfg.to_dict(),
-            "iteration": iteration, "val_accuracy": val_acc, "data": split_meta,
-            "code_version": code_version(), "created": now_utc()}
+            "world_size": world().size, "iteration": iteration, "val_accuracy": val_acc,
+            "data": split_meta, "code_version": code_version(), "created": now_utc()}
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
@@ -254,12 +257,16 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
     from tqdm.auto import tqdm
 
     from repsim import checkpoint as ckpt
+    from repsim import distributed
     from repsim.data import TaskSampler, load_classes
     from repsim.models import Conv4, Conv4Config, adapted_parameter_names
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
+    world = distributed.init_from_env(device)  # torchrun: data-parallel over tasks
+    device = distributed.device_for_rank(device)
+    main = world.rank == 0  # only rank 0 writes files and shows progress
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -281,7 +288,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.outer_lr)
     names = adapted_parameter_names(model, cfg.algorithm) if cfg.algorithm in EPISODIC else []
     vmap = use_vmap(cfg)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+    if main:
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
 
     start = 0
     metrics_path = out / "metrics.jsonl"
@@ -291,43 +299,48 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
             diff = {k: (record["train"].get(k), v) for k, v in cfg.to_dict().items()
                     if record["train"].get(k) != v}
             raise InputError(f"cannot resume {out}: its config differs in {diff}")
+        if record.get("world_size", 1) != world.size:
+            raise InputError(f"cannot resume {out}: it ran on {record.get('world_size', 1)} "
+                             f"processes, this run has {world.size}; resume with "
+                             f"--nproc_per_node={record.get('world_size', 1)}")
         ckpt.load_state_strict(model, {k: v.to(device) for k, v in tensors.items()},
                                str(out / "last.safetensors"))
         ckpt.load_optimizer(out / "last.safetensors", optimizer)
         start = int(record["iteration"])
-        if metrics_path.exists():  # drop log lines written after the checkpoint
+        if main and metrics_path.exists():  # drop log lines written after the checkpoint
             lines = [ln for ln in metrics_path.read_text().splitlines()
                      if ln and json.loads(ln)["iteration"] <= start]
             metrics_path.write_text("".join(ln + "\n" for ln in lines))
-    elif metrics_path.exists():
+    elif main and metrics_path.exists():
         metrics_path.unlink()
+    distributed.broadcast_parameters(model)
 
     def save(path: Path, iteration: int, val_acc, final: bool = False):
+        if not main:
+            return
         m = _fresh_head_for_evaluation(model, cfg.ways) if (
             final and cfg.algorithm == "multiclass") else model
         ckpt.save_checkpoint(path, m, _record(cfg, m, iteration, val_acc, split_meta))
 
     val_acc = None
-    log = open(metrics_path, "a")
-    run_loss, run_acc, n_run, t0 = 0.0, 0.0, 0, time.perf_counter()
+    log = open(metrics_path, "a") if main else open(os.devnull, "w")
+    run, n_run, t0 = torch.zeros(2, dtype=torch.float64, device=device), 0, time.perf_counter()
     bar = tqdm(range(start + 1, cfg.iterations + 1), initial=start, total=cfg.iterations,
-               disable=not progress, desc=f"{cfg.algorithm} {cfg.dataset} {cfg.ways}-way",
-               dynamic_ncols=True)
+               disable=not (progress and main), dynamic_ncols=True,
+               desc=f"{cfg.algorithm} {cfg.dataset} {cfg.ways}-way")
     try:
         for it in bar:
             model.train()
+            tasks = distributed.rank_task_indices(it - 1, cfg.meta_batch, world)
             if cfg.algorithm in EPISODIC:
-                batch = train_sampler.batch(range((it - 1) * cfg.meta_batch,
-                                                  it * cfg.meta_batch), device)
+                batch = train_sampler.batch(tasks, device)
                 params = dict(model.named_parameters())
                 loss, acc = episodic_loss(model, params, batch, cfg, names, vmap)
             elif cfg.algorithm == "multitask":
-                batch = train_sampler.batch(range((it - 1) * cfg.meta_batch,
-                                                  it * cfg.meta_batch), device)
+                batch = train_sampler.batch(tasks, device)
                 loss, acc = multitask_loss(model, batch)
             elif cfg.algorithm == "nil":
-                batch = train_sampler.batch(range((it - 1) * cfg.meta_batch,
-                                                  it * cfg.meta_batch), device)
+                batch = train_sampler.batch(tasks, device)
                 loss, acc = nil_training_loss(model, batch, cfg.ways, cfg.nil_train_scale)
             elif cfg.algorithm == "multiclass":
                 x, y = multiclass_batch(train_classes, it, cfg.seed, cfg.multiclass_batch, device)
@@ -336,26 +349,32 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
                 acc = (logits.argmax(-1) == y).float().mean()
             else:  # random: no training
                 break
-            if not torch.isfinite(loss):
-                raise InputError(
-                    f"training diverged at iteration {it} (loss {float(loss)}); lower inner_lr "
-                    f"({cfg.inner_lr}) or outer_lr ({cfg.outer_lr}). The last good checkpoint "
-                    f"is {out / 'last.safetensors'}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            # One all-reduce: meta-gradients plus (loss, accuracy) averaged over ranks.
+            stats = distributed.all_reduce_gradients(
+                model, torch.stack([loss.detach(), acc.detach().to(loss.dtype)]))
             optimizer.step()
-            run_loss += float(loss.detach())
-            run_acc += float(acc)
+            run += stats.double()  # on-device; the host reads it only at log / save time
             n_run += 1
-            if it % cfg.log_every == 0 or it == cfg.iterations:
-                row = {"iteration": it, "loss": run_loss / n_run, "accuracy": run_acc / n_run,
+            logging = it % cfg.log_every == 0 or it == cfg.iterations
+            if logging or it % cfg.save_every == 0 or it in cfg.checkpoint_at:
+                mean_loss, mean_acc = (run / n_run).tolist()
+                if not math.isfinite(mean_loss):
+                    raise InputError(
+                        f"training diverged by iteration {it} (loss {mean_loss}); lower "
+                        f"inner_lr ({cfg.inner_lr}) or outer_lr ({cfg.outer_lr}). The last "
+                        f"good checkpoint is {out / 'last.safetensors'}")
+            if logging:
+                row = {"iteration": it, "loss": mean_loss, "accuracy": mean_acc,
                        "seconds": time.perf_counter() - t0}
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.3f}",
                                 val="-" if val_acc is None else f"{val_acc:.3f}")
-                run_loss, run_acc, n_run = 0.0, 0.0, 0
-            if cfg.val_tasks and (it % cfg.val_every == 0 or it == cfg.iterations):
+                run.zero_()
+                n_run = 0
+            if main and cfg.val_tasks and (it % cfg.val_every == 0 or it == cfg.iterations):
                 model.eval()
                 eval_model = (_fresh_head_for_evaluation(model, cfg.ways).to(device)
                               if cfg.algorithm == "multiclass" else model)
@@ -366,17 +385,20 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
                 save(out / f"iter_{it:06d}.safetensors", it, val_acc, final=True)
             if it % cfg.save_every == 0 or it == cfg.iterations:
                 save(out / "last.safetensors", it, val_acc)
-                ckpt.save_optimizer(out / "last.safetensors", optimizer, {"iteration": it})
+                if main:
+                    ckpt.save_optimizer(out / "last.safetensors", optimizer, {"iteration": it})
             if stop_at is not None and it >= stop_at:
+                distributed.barrier()
                 return out / "last.safetensors"
     finally:
         bar.close()
         log.close()
-    if cfg.algorithm == "random" and cfg.val_tasks:
+    if main and cfg.algorithm == "random" and cfg.val_tasks:
         val_acc = validate(model.eval(), val_sampler, dataclasses.replace(cfg, algorithm="anil"),
                            cfg.val_tasks, device)
     final = out / "final.safetensors"
     save(final, cfg.iterations, val_acc, final=True)
+    distributed.barrier()  # the final checkpoint exists when any rank returns
     return final
 
 
