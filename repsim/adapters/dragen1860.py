@@ -108,8 +108,13 @@ def load(
         raise CheckpointError(f"{source}: vars indices {sorted(by_index)} are not 0..n-1")
     seq = [by_index[i] for i in range(len(by_index))]
     in_channels = state[seq[0]].shape[1]
-    if config is None:
-        config = OMNIGLOT_CONFIG if in_channels == 1 else MINIIMAGENET_CONFIG
+    if config is None:  # the repository's config, with the file's filter count
+        hidden = state[seq[0]].shape[0]
+        if in_channels == 1:
+            config = _conv4_config(1, hidden, (2, 2, 2, 1), 2, (None,) * 4, hidden)
+        else:
+            pools = ((2, 2, 0), (2, 2, 0), (2, 2, 0), (2, 1, 0))
+            config = _conv4_config(in_channels, hidden, (1, 1, 1, 1), 3, pools, hidden * 25)
     ways = state[seq[-2]].shape[0]
     spec = spec_from_config(config, ways, image_size or (28 if in_channels == 1 else 84))
 

@@ -31,6 +31,7 @@ from torch.func import functional_call
 from repsim.adapters.common import KeyTracker, fit_image_size, make_learner, select_adapted
 from repsim.adapters.convnet import BlockSpec, NetSpec
 from repsim.errors import CheckpointError
+from repsim.protocol import no_adaptation
 
 CONV = re.compile(r"^classifier\.layer_dict\.conv(\d+)\.(conv|norm_layer)\.(\w+)$")
 LR_PREFIX = "inner_loop_optimizer.names_learning_rates_dict."
@@ -123,6 +124,7 @@ def load(
         if inner_lr is not None
         else ("learned per layer and step" if rates else 0.1),
         inner_steps=steps,
+        adapt=no_adaptation,  # replaced below, once the network exists
         config={
             "algorithm": "maml++",
             "bn_step": bn_step,
