@@ -144,6 +144,29 @@ def task_query_loss(
     return loss, acc.detach()
 
 
+def _adapt_one_task(model: nn.Module, params: Params, names: list[str], inner_lr: float,
+                    steps: int, first_order: bool, support_x: torch.Tensor,
+                    support_y: torch.Tensor) -> Params:
+    """The inner loop with ``torch.func.grad`` (composable with vmap); returns the full dict."""
+    fixed = {n: t for n, t in params.items() if n not in names}
+    fast = {n: params[n] for n in names}
+    if _head_only(names) and _supports_stages(model):
+        inputs, kwargs = body_features(model, params, support_x), {"stage": "head"}
+    else:
+        inputs, kwargs = support_x, {}
+
+    def support_loss(adapted: Params) -> torch.Tensor:
+        return F.cross_entropy(functional_call(model, {**fixed, **adapted}, (inputs,), kwargs),
+                               support_y)
+
+    for _ in range(steps):
+        grads = torch.func.grad(support_loss)(fast)
+        if first_order:
+            grads = {n: g.detach() for n, g in grads.items()}
+        fast = {n: fast[n] - inner_lr * grads[n] for n in names}
+    return {**fixed, **fast}
+
+
 def batched_query_losses(
     model: nn.Module,
     params: Params,
@@ -162,24 +185,37 @@ def batched_query_losses(
     differentiable with respect to ``params`` (second order unless ``first_order``).
     """
     names = list(adapted_names)
-    fixed_names = [n for n in params if n not in names]
 
     def one_task(sx, sy, qx, qy):
-        fixed = {n: params[n] for n in fixed_names}
-        fast = {n: params[n] for n in names}
-
-        def support_loss(adapted: Params) -> torch.Tensor:
-            return F.cross_entropy(forward(model, {**fixed, **adapted}, sx), sy)
-
-        for _ in range(steps):
-            grads = torch.func.grad(support_loss)(fast)
-            if first_order:
-                grads = {n: g.detach() for n, g in grads.items()}
-            fast = {n: fast[n] - inner_lr * grads[n] for n in names}
-        logits = forward(model, {**fixed, **fast}, qx)
-        loss = F.cross_entropy(logits, qy)
-        acc = (logits.argmax(-1) == qy).float().mean()
-        return loss, acc
+        fast = _adapt_one_task(model, params, names, inner_lr, steps, first_order, sx, sy)
+        logits = forward(model, fast, qx)
+        return F.cross_entropy(logits, qy), (logits.argmax(-1) == qy).float().mean()
 
     losses, accs = torch.func.vmap(one_task)(support_x, support_y, query_x, query_y)
     return losses, accs.detach()
+
+
+def batched_query_logits(
+    model: nn.Module,
+    params: Params,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    query_x: torch.Tensor,
+    adapted_names: Iterable[str],
+    inner_lr: float,
+    steps: int,
+) -> torch.Tensor:
+    """Test-time adaptation of a batch of tasks at once: query logits ``[T, N*Q, ways]``.
+
+    Equal to :func:`adapt` then :func:`forward` per task (tested), several times faster on
+    CPU for small tasks. Not differentiable: for evaluation.
+    """
+    names = list(adapted_names)
+    params = {n: t.detach() for n, t in params.items()}
+
+    def one_task(sx, sy, qx):
+        fast = _adapt_one_task(model, params, names, inner_lr, steps, True, sx, sy)
+        return forward(model, fast, qx)
+
+    with torch.no_grad():
+        return torch.func.vmap(one_task)(support_x, support_y, query_x)
