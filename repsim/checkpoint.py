@@ -75,11 +75,13 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     if not path.exists():
         raise CheckpointError(
             f"checkpoint {path} does not exist. Shipped checkpoints are in {CHECKPOINT_DIR}; "
-            "train one with `repsim train --out DIR`.")
+            "train one with `repsim train --out DIR`."
+        )
     if path.suffix in (".pt", ".pth", ".ckpt", ".pkl", ".tar") or path.is_dir():
         raise CheckpointError(
             f"{path} is not a repsim checkpoint (.safetensors). For checkpoints written by other "
-            "libraries use `repsim similarity --format auto` / `repsim.adapters.load`.")
+            "libraries use `repsim similarity --format auto` / `repsim.adapters.load`."
+        )
     try:
         from safetensors import safe_open
 
@@ -89,22 +91,26 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"{path} is not a readable safetensors file ({exc}); it may be truncated or "
-            "corrupt. Re-download or re-train it.") from None
+            "corrupt. Re-download or re-train it."
+        ) from None
     if "repsim" not in header:
         raise CheckpointError(
             f"{path} is a safetensors file without repsim metadata; if another library wrote "
-            "it, load it with `repsim.adapters.load(path)` or `--format`.")
+            "it, load it with `repsim.adapters.load(path)` or `--format`."
+        )
     try:
         record = json.loads(header["repsim"])
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: the repsim metadata is not valid JSON ({exc})") from None
     if record.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: metadata format is {record.get('format')!r}, "
-                              f"expected {FORMAT!r}")
+        raise CheckpointError(
+            f"{path}: metadata format is {record.get('format')!r}, expected {FORMAT!r}"
+        )
     if record.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} was written by a newer repsim (format {record['format_version']}); "
-            "upgrade repsim to read it.")
+            "upgrade repsim to read it."
+        )
     return tensors, record
 
 
@@ -128,15 +134,19 @@ def load_state_strict(model: nn.Module, tensors: dict[str, torch.Tensor], source
     if missing or unexpected:
         raise CheckpointError(
             f"{source} does not match the model: missing keys {missing}, unexpected keys "
-            f"{unexpected}.")
+            f"{unexpected}."
+        )
     for k, v in expected.items():
         if tuple(tensors[k].shape) != tuple(v.shape):
             raise CheckpointError(
                 f"{source}: layer {k.split('.')[0]!r} tensor {k} has shape "
-                f"{tuple(tensors[k].shape)}, the model expects {tuple(v.shape)}.")
+                f"{tuple(tensors[k].shape)}, the model expects {tuple(v.shape)}."
+            )
         if not torch.isfinite(tensors[k]).all():
-            raise CheckpointError(f"{source}: tensor {k} holds NaN or inf values; the run that "
-                                  "wrote it diverged. Use an earlier checkpoint.")
+            raise CheckpointError(
+                f"{source}: tensor {k} holds NaN or inf values; the run that "
+                "wrote it diverged. Use an earlier checkpoint."
+            )
     model.load_state_dict(tensors)
 
 
@@ -148,15 +158,19 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     return model.to(device).eval(), record
 
 
-def learner_from_model(model: Conv4, record: dict, inner_steps: int | None = None,
-                       freeze: int = 0, inner_lr: float | None = None,
-                       path: str | None = None) -> MetaLearner:
+def learner_from_model(
+    model: Conv4,
+    record: dict,
+    inner_steps: int | None = None,
+    freeze: int = 0,
+    inner_lr: float | None = None,
+    path: str | None = None,
+) -> MetaLearner:
     """A :class:`MetaLearner` whose inner loop uses the checkpoint's recorded settings.
 
     Inner steps default to the recorded test-time steps (10 in the paper); ``freeze=k`` keeps
     conv1..convk fixed during adaptation (test-time freezing).
     """
-    from repsim import inner_loop
 
     train = record.get("train", {})
     algorithm = train.get("algorithm", "maml")
@@ -165,11 +179,18 @@ def learner_from_model(model: Conv4, record: dict, inner_steps: int | None = Non
     names = adapted_parameter_names(model, algorithm, freeze)
     adapt = partial(_adapt_fn, model, names, lr, steps)
     cfg = model.config
-    config = {**record, "checkpoint": path, "adapt": {
-        "adapted": names, "inner_lr": lr, "inner_steps": steps, "freeze": freeze}}
-    return MetaLearner(module=model, analysis_layers=list(model.analysis_layers), adapt=adapt,
-                       input_shape=(cfg.in_channels, cfg.image_size, cfg.image_size),
-                       config=config)
+    config = {
+        **record,
+        "checkpoint": path,
+        "adapt": {"adapted": names, "inner_lr": lr, "inner_steps": steps, "freeze": freeze},
+    }
+    return MetaLearner(
+        module=model,
+        analysis_layers=list(model.analysis_layers),
+        adapt=adapt,
+        input_shape=(cfg.in_channels, cfg.image_size, cfg.image_size),
+        config=config,
+    )
 
 
 def _adapt_fn(model, names, lr, steps, params, support_x, support_y):
@@ -178,9 +199,13 @@ def _adapt_fn(model, names, lr, steps, params, support_x, support_y):
     return adapt(model, params, support_x, support_y, names, lr, steps)
 
 
-def load_meta_learner(path: str | Path | None = None, inner_steps: int | None = None,
-                      freeze: int = 0, inner_lr: float | None = None,
-                      device: str | torch.device = "cpu") -> MetaLearner:
+def load_meta_learner(
+    path: str | Path | None = None,
+    inner_steps: int | None = None,
+    freeze: int = 0,
+    inner_lr: float | None = None,
+    device: str | torch.device = "cpu",
+) -> MetaLearner:
     """Load a repsim checkpoint (default: the shipped one) as a :class:`MetaLearner`."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     model, record = load_checkpoint(path, device)
@@ -188,6 +213,7 @@ def load_meta_learner(path: str | Path | None = None, inner_steps: int | None = 
 
 
 # --- optimiser state, for --resume -----------------------------------------------------------
+
 
 def optim_path(path: str | Path) -> Path:
     path = Path(path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from repsim.errors import InputError
@@ -19,20 +18,18 @@ HEADS = ("adapt", "nil")
 
 
 def mean_ci95(values: Iterable[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95 % confidence interval (Student t)."""
-    from scipy import stats
+    """Mean and the half-width of its 95 % t-interval (see :func:`repsim.results.mean_ci`)."""
+    from repsim.results import mean_ci
 
-    v = np.asarray(list(values), dtype=np.float64)
-    if v.size == 0:
-        raise InputError("no values to average")
-    if v.size == 1:
-        return float(v[0]), float("nan")
-    half = stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
-    return float(v.mean()), float(half)
+    r = mean_ci(values)
+    if r["n"] == 0:
+        raise InputError("no accuracies to average: evaluate at least one task")
+    return r["mean"], r["half_width"]
 
 
-def task_accuracy(model, params, task, adapted_names, inner_lr: float, steps: int,
-                  head: str = "adapt") -> float:
+def task_accuracy(
+    model, params, task, adapted_names, inner_lr: float, steps: int, head: str = "adapt"
+) -> float:
     """Query accuracy on one task after adapting ``adapted_names`` (or with the NIL head)."""
     from repsim import inner_loop
     from repsim.nil import nil_probabilities
@@ -44,8 +41,9 @@ def task_accuracy(model, params, task, adapted_names, inner_lr: float, steps: in
             ways = int(task.support_y.max()) + 1
             pred = nil_probabilities(fs, task.support_y, fq, ways).argmax(-1)
     elif head == "adapt":
-        fast = inner_loop.adapt(model, params, task.support_x, task.support_y, adapted_names,
-                                inner_lr, steps)
+        fast = inner_loop.adapt(
+            model, params, task.support_x, task.support_y, adapted_names, inner_lr, steps
+        )
         with torch.no_grad():
             pred = inner_loop.forward(model, fast, task.query_x).argmax(-1)
     else:
@@ -53,9 +51,18 @@ def task_accuracy(model, params, task, adapted_names, inner_lr: float, steps: in
     return float((pred == task.query_y).float().mean())
 
 
-def evaluate_model(model, record: dict, sampler, tasks: int = 600, freeze: int = 0,
-                   head: str = "adapt", inner_steps: int | None = None,
-                   inner_lr: float | None = None, device="cpu", progress: bool = False) -> dict:
+def evaluate_model(
+    model,
+    record: dict,
+    sampler,
+    tasks: int = 600,
+    freeze: int = 0,
+    head: str = "adapt",
+    inner_steps: int | None = None,
+    inner_lr: float | None = None,
+    device="cpu",
+    progress: bool = False,
+) -> dict:
     """Accuracy over tasks ``0..tasks-1`` of ``sampler``; returns a JSON-able result dict."""
     from tqdm.auto import tqdm
 
@@ -67,16 +74,34 @@ def evaluate_model(model, record: dict, sampler, tasks: int = 600, freeze: int =
     lr = float(train.get("inner_lr", 2.0)) if inner_lr is None else inner_lr
     names = adapted_parameter_names(model, algorithm, freeze)
     params = {n: p.detach() for n, p in model.named_parameters()}
-    accs = [task_accuracy(model, params, sampler.task(i).to(device), names, lr, steps, head)
-            for i in tqdm(range(tasks), disable=not progress, desc="evaluate", leave=False)]
+    accs = [
+        task_accuracy(model, params, sampler.task(i).to(device), names, lr, steps, head)
+        for i in tqdm(range(tasks), disable=not progress, desc="evaluate", leave=False)
+    ]
     mean, ci = mean_ci95(accs)
-    return {"accuracy": mean, "ci95": ci, "tasks": tasks, "head": head, "freeze": freeze,
-            "inner_steps": steps, "inner_lr": lr, "adapted": names, "algorithm": algorithm,
-            "per_task": accs}
+    return {
+        "accuracy": mean,
+        "ci95": ci,
+        "tasks": tasks,
+        "head": head,
+        "freeze": freeze,
+        "inner_steps": steps,
+        "inner_lr": lr,
+        "adapted": names,
+        "algorithm": algorithm,
+        "per_task": accs,
+    }
 
 
-def test_sampler_for(record: dict, data_dir=None, part: str = "test", ways: int | None = None,
-                     shots: int | None = None, queries: int | None = None, seed: int = 0):
+def test_sampler_for(
+    record: dict,
+    data_dir=None,
+    part: str = "test",
+    ways: int | None = None,
+    shots: int | None = None,
+    queries: int | None = None,
+    seed: int = 0,
+):
     """The task sampler of a checkpoint's test split (its dataset, split, ways and shots)."""
     from repsim.data import TaskSampler, load_classes
 
@@ -85,30 +110,53 @@ def test_sampler_for(record: dict, data_dir=None, part: str = "test", ways: int 
     if part == "test" and split == "background":
         part = "evaluation"
     classes = load_classes(train.get("dataset", "omniglot"), split, part, data_dir)
-    return TaskSampler(classes, ways or int(train.get("ways", 5)),
-                       shots or int(train.get("shots", 1)),
-                       queries or int(train.get("test_queries", 15)), seed)
+    return TaskSampler(
+        classes,
+        ways or int(train.get("ways", 5)),
+        shots or int(train.get("shots", 1)),
+        queries or int(train.get("test_queries", 15)),
+        seed,
+    )
 
 
-def evaluate_checkpoint(path: str | Path, tasks: int = 600, freeze: int = 0, head: str = "adapt",
-                        inner_steps: int | None = None, data_dir=None, seed: int = 0,
-                        part: str = "test", shots: int | None = None,
-                        progress: bool = False) -> dict:
+def evaluate_checkpoint(
+    path: str | Path,
+    tasks: int = 600,
+    freeze: int = 0,
+    head: str = "adapt",
+    inner_steps: int | None = None,
+    data_dir=None,
+    seed: int = 0,
+    part: str = "test",
+    shots: int | None = None,
+    progress: bool = False,
+) -> dict:
     """Load a checkpoint and score it on its test split; see :func:`evaluate_model`."""
     from repsim.checkpoint import load_checkpoint
 
     model, record = load_checkpoint(path)
     sampler = test_sampler_for(record, data_dir, part, shots=shots, seed=seed)
-    result = evaluate_model(model, record, sampler, tasks, freeze, head, inner_steps,
-                            progress=progress)
+    result = evaluate_model(
+        model, record, sampler, tasks, freeze, head, inner_steps, progress=progress
+    )
     result["checkpoint"] = str(path)
-    result["sampler"] = {k: sampler.meta.get(k) for k in
-                         ("dataset", "split", "part", "ways", "shots", "queries", "seed")}
+    result["sampler"] = {
+        k: sampler.meta.get(k)
+        for k in ("dataset", "split", "part", "ways", "shots", "queries", "seed")
+    }
     return result
 
 
-def freeze_sweep(path: str | Path, tasks: int = 600, data_dir=None, seed: int = 0,
-                 inner_steps: int | None = None, progress: bool = False) -> list[dict]:
+def freeze_sweep(
+    path: str | Path,
+    tasks: int = 600,
+    data_dir=None,
+    seed: int = 0,
+    inner_steps: int | None = None,
+    progress: bool = False,
+) -> list[dict]:
     """Accuracy with test-time freezing of none, conv1, conv1-2, conv1-3 and conv1-4 (Table 1)."""
-    return [evaluate_checkpoint(path, tasks, k, "adapt", inner_steps, data_dir, seed,
-                                progress=progress) for k in range(5)]
+    return [
+        evaluate_checkpoint(path, tasks, k, "adapt", inner_steps, data_dir, seed, progress=progress)
+        for k in range(5)
+    ]

@@ -82,7 +82,9 @@ def adapt(
     names = list(adapted_names)
     missing = [n for n in names if n not in params]
     if missing:
-        raise InputError(f"cannot adapt unknown parameters {missing}; the model has {sorted(params)}")
+        raise InputError(
+            f"cannot adapt unknown parameters {missing}; the model has {sorted(params)}"
+        )
     if steps < 0:
         raise InputError(f"inner steps must be >= 0, got {steps}")
     fast = dict(params)
@@ -100,8 +102,9 @@ def adapt(
                 feats = feats.detach()
 
             def loss_fn(p: Params) -> torch.Tensor:
-                return F.cross_entropy(functional_call(model, p, (feats,), {"stage": "head"}),
-                                       support_y)
+                return F.cross_entropy(
+                    functional_call(model, p, (feats,), {"stage": "head"}), support_y
+                )
         else:
 
             def loss_fn(p: Params) -> torch.Tensor:
@@ -117,8 +120,9 @@ def adapt(
     return fast
 
 
-def query_logits(model: nn.Module, fast: Params, query_x: torch.Tensor,
-                 adapted_names: Iterable[str]) -> torch.Tensor:
+def query_logits(
+    model: nn.Module, fast: Params, query_x: torch.Tensor, adapted_names: Iterable[str]
+) -> torch.Tensor:
     """Logits on the query set with the fast weights (``(N*Q, ways)``)."""
     return forward(model, fast, query_x)
 
@@ -136,17 +140,33 @@ def task_query_loss(
     first_order: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """MAML's outer objective for one task: (query loss after adaptation, query accuracy)."""
-    fast = adapt(model, params, support_x, support_y, adapted_names, inner_lr, steps,
-                 first_order=first_order, create_graph=True)
+    fast = adapt(
+        model,
+        params,
+        support_x,
+        support_y,
+        adapted_names,
+        inner_lr,
+        steps,
+        first_order=first_order,
+        create_graph=True,
+    )
     logits = forward(model, fast, query_x)
     loss = F.cross_entropy(logits, query_y)
     acc = (logits.argmax(-1) == query_y).float().mean()
     return loss, acc.detach()
 
 
-def _adapt_one_task(model: nn.Module, params: Params, names: list[str], inner_lr: float,
-                    steps: int, first_order: bool, support_x: torch.Tensor,
-                    support_y: torch.Tensor) -> Params:
+def _adapt_one_task(
+    model: nn.Module,
+    params: Params,
+    names: list[str],
+    inner_lr: float,
+    steps: int,
+    first_order: bool,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+) -> Params:
     """The inner loop with ``torch.func.grad`` (composable with vmap); returns the full dict."""
     fixed = {n: t for n, t in params.items() if n not in names}
     fast = {n: params[n] for n in names}
@@ -156,8 +176,9 @@ def _adapt_one_task(model: nn.Module, params: Params, names: list[str], inner_lr
         inputs, kwargs = support_x, {}
 
     def support_loss(adapted: Params) -> torch.Tensor:
-        return F.cross_entropy(functional_call(model, {**fixed, **adapted}, (inputs,), kwargs),
-                               support_y)
+        return F.cross_entropy(
+            functional_call(model, {**fixed, **adapted}, (inputs,), kwargs), support_y
+        )
 
     for _ in range(steps):
         grads = torch.func.grad(support_loss)(fast)

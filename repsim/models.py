@@ -48,13 +48,33 @@ class Conv4Config:
 
     @classmethod
     def omniglot(cls, ways: int = 5, **overrides) -> Conv4Config:
-        return cls(**{"in_channels": 1, "image_size": 28, "hidden": 64, "ways": ways,
-                      "stride": 2, "max_pool": False, "pooling": "mean", **overrides})
+        return cls(
+            **{
+                "in_channels": 1,
+                "image_size": 28,
+                "hidden": 64,
+                "ways": ways,
+                "stride": 2,
+                "max_pool": False,
+                "pooling": "mean",
+                **overrides,
+            }
+        )
 
     @classmethod
     def miniimagenet(cls, ways: int = 5, **overrides) -> Conv4Config:
-        return cls(**{"in_channels": 3, "image_size": 84, "hidden": 32, "ways": ways,
-                      "stride": 1, "max_pool": True, "pooling": "flatten", **overrides})
+        return cls(
+            **{
+                "in_channels": 3,
+                "image_size": 84,
+                "hidden": 32,
+                "ways": ways,
+                "stride": 1,
+                "max_pool": True,
+                "pooling": "flatten",
+                **overrides,
+            }
+        )
 
     @classmethod
     def for_dataset(cls, dataset: str, ways: int, **overrides) -> Conv4Config:
@@ -99,8 +119,9 @@ class BatchStatNorm(nn.Module):
     the running averages in eval mode.
     """
 
-    def __init__(self, channels: int, mode: str = "transductive", eps: float = 1e-5,
-                 momentum: float = 0.1):
+    def __init__(
+        self, channels: int, mode: str = "transductive", eps: float = 1e-5, momentum: float = 0.1
+    ):
         super().__init__()
         if mode not in NORM_MODES:
             raise InputError(f"norm mode must be one of {NORM_MODES}, got {mode!r}")
@@ -126,8 +147,9 @@ class BatchStatNorm(nn.Module):
                     self.running_mean.lerp_(mean.detach(), self.momentum)
                     self.running_var.lerp_(unbiased, self.momentum)
         inv = torch.rsqrt(var + self.eps)
-        return (x - mean[None, :, None, None]) * (inv * self.weight)[None, :, None, None] + \
-            self.bias[None, :, None, None]
+        return (x - mean[None, :, None, None]) * (inv * self.weight)[
+            None, :, None, None
+        ] + self.bias[None, :, None, None]
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, mode={self.mode!r}, eps={self.eps}"
@@ -187,7 +209,8 @@ class Conv4(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.config.in_channels:
             raise InputError(
                 f"Conv4 expects images shaped (N, {self.config.in_channels}, H, W), "
-                f"got {tuple(x.shape)}")
+                f"got {tuple(x.shape)}"
+            )
         for name in BODY_LAYERS:
             x = getattr(self, name)(x)
         if self.config.pooling == "mean":
@@ -213,7 +236,9 @@ def is_norm_param(param_name: str) -> bool:
     return ".norm." in param_name
 
 
-def adapted_parameter_names(model: nn.Module, algorithm: str = "maml", freeze: int = 0) -> list[str]:
+def adapted_parameter_names(
+    model: nn.Module, algorithm: str = "maml", freeze: int = 0
+) -> list[str]:
     """Names of the parameters the inner loop adapts.
 
     - ``maml`` / ``fomaml``: every conv kernel and bias and the head (never the norm's affine

@@ -11,9 +11,13 @@ import torch
 import torch.nn.functional as F
 
 
-def nil_probabilities(support_features: torch.Tensor, support_y: torch.Tensor,
-                      query_features: torch.Tensor, ways: int,
-                      scale: float = 1.0) -> torch.Tensor:
+def nil_probabilities(
+    support_features: torch.Tensor,
+    support_y: torch.Tensor,
+    query_features: torch.Tensor,
+    ways: int,
+    scale: float = 1.0,
+) -> torch.Tensor:
     """Class probabilities ``(n_query, ways)`` from features ``(n_support, d)``/``(n_query, d)``.
 
     ``scale`` multiplies the cosine similarities before the softmax. At evaluation it is 1

@@ -86,8 +86,16 @@ class TrainConfig:
             raise InputError(f"unknown algorithm {self.algorithm!r}; use one of {ALGORITHMS}")
         if self.vmap not in ("auto", "on", "off"):
             raise InputError(f"vmap must be auto, on or off, got {self.vmap!r}")
-        for name in ("ways", "shots", "meta_batch", "iterations", "threads", "log_every",
-                     "save_every", "val_every"):
+        for name in (
+            "ways",
+            "shots",
+            "meta_batch",
+            "iterations",
+            "threads",
+            "log_every",
+            "save_every",
+            "val_every",
+        ):
             if getattr(self, name) < (0 if name == "iterations" else 1):
                 raise InputError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -104,17 +112,54 @@ class TrainConfig:
 # The paper's settings (Finn et al. 2017 as used by Raghu et al. 2020), with inner_lr on the mean
 # cross-entropy (N * alpha), and a CPU preset that trains a good model on 2 cores.
 PRESETS: dict[str, dict] = {
-    "omniglot-5way": dict(dataset="omniglot", ways=5, shots=1, queries=1, meta_batch=32,
-                          inner_lr=2.0, inner_steps=5, test_inner_steps=10, outer_lr=1e-3,
-                          iterations=60000),
-    "omniglot-20way": dict(dataset="omniglot", ways=20, shots=1, queries=1, meta_batch=16,
-                           inner_lr=2.0, inner_steps=5, test_inner_steps=10, outer_lr=1e-3,
-                           iterations=60000),
-    "miniimagenet-5way": dict(dataset="miniimagenet", ways=5, shots=1, queries=15,
-                              meta_batch=4, inner_lr=0.05, inner_steps=5, test_inner_steps=10,
-                              outer_lr=1e-3, iterations=60000),
-    "cpu": dict(dataset="omniglot", ways=5, shots=1, queries=5, meta_batch=16, inner_lr=2.0,
-                inner_steps=2, test_inner_steps=10, outer_lr=2e-3, iterations=2000),
+    "omniglot-5way": dict(
+        dataset="omniglot",
+        ways=5,
+        shots=1,
+        queries=1,
+        meta_batch=32,
+        inner_lr=2.0,
+        inner_steps=5,
+        test_inner_steps=10,
+        outer_lr=1e-3,
+        iterations=60000,
+    ),
+    "omniglot-20way": dict(
+        dataset="omniglot",
+        ways=20,
+        shots=1,
+        queries=1,
+        meta_batch=16,
+        inner_lr=2.0,
+        inner_steps=5,
+        test_inner_steps=10,
+        outer_lr=1e-3,
+        iterations=60000,
+    ),
+    "miniimagenet-5way": dict(
+        dataset="miniimagenet",
+        ways=5,
+        shots=1,
+        queries=15,
+        meta_batch=4,
+        inner_lr=0.05,
+        inner_steps=5,
+        test_inner_steps=10,
+        outer_lr=1e-3,
+        iterations=60000,
+    ),
+    "cpu": dict(
+        dataset="omniglot",
+        ways=5,
+        shots=1,
+        queries=5,
+        meta_batch=16,
+        inner_lr=2.0,
+        inner_steps=2,
+        test_inner_steps=10,
+        outer_lr=2e-3,
+        iterations=2000,
+    ),
 }
 
 
@@ -151,20 +196,39 @@ def use_vmap(cfg: TrainConfig) -> bool:
 
 # --- objectives -------------------------------------------------------------------------------
 
+
 def episodic_loss(model, params, batch, cfg: TrainConfig, names, vmap: bool):
     """Mean query loss and accuracy over a batch of tasks ``[T, ...]`` after adaptation."""
     from repsim import inner_loop
 
     if vmap:
         losses, accs = inner_loop.batched_query_losses(
-            model, params, batch.support_x, batch.support_y, batch.query_x, batch.query_y,
-            names, cfg.inner_lr, cfg.inner_steps, cfg.first_order)
+            model,
+            params,
+            batch.support_x,
+            batch.support_y,
+            batch.query_x,
+            batch.query_y,
+            names,
+            cfg.inner_lr,
+            cfg.inner_steps,
+            cfg.first_order,
+        )
         return losses.mean(), accs.mean()
     total, acc = 0.0, 0.0
     for t in range(len(batch)):
         loss, a = inner_loop.task_query_loss(
-            model, params, batch.support_x[t], batch.support_y[t], batch.query_x[t],
-            batch.query_y[t], names, cfg.inner_lr, cfg.inner_steps, cfg.first_order)
+            model,
+            params,
+            batch.support_x[t],
+            batch.support_y[t],
+            batch.query_x[t],
+            batch.query_y[t],
+            names,
+            cfg.inner_lr,
+            cfg.inner_steps,
+            cfg.first_order,
+        )
         total = total + loss
         acc = acc + a  # on-device: no host sync per task
     return total / len(batch), acc / len(batch)
@@ -207,6 +271,7 @@ def multiclass_batch(classes, iteration: int, seed: int, batch_size: int, device
 
 # --- validation -------------------------------------------------------------------------------
 
+
 def validate(model, sampler, cfg: TrainConfig, n_tasks: int, device) -> float:
     """Mean query accuracy on the fixed tasks ``0..n_tasks-1`` of the validation sampler."""
     from repsim.evaluate import task_accuracy
@@ -215,12 +280,23 @@ def validate(model, sampler, cfg: TrainConfig, n_tasks: int, device) -> float:
     head = "nil" if cfg.algorithm in ("nil",) else "adapt"
     names = adapted_parameter_names(model, cfg.algorithm)
     params = {n: p.detach() for n, p in model.named_parameters()}
-    accs = [task_accuracy(model, params, sampler.task(i).to(device), names, cfg.inner_lr,
-                          cfg.test_inner_steps, head=head) for i in range(n_tasks)]
+    accs = [
+        task_accuracy(
+            model,
+            params,
+            sampler.task(i).to(device),
+            names,
+            cfg.inner_lr,
+            cfg.test_inner_steps,
+            head=head,
+        )
+        for i in range(n_tasks)
+    ]
     return float(np.mean(accs))
 
 
 # --- the loop ---------------------------------------------------------------------------------
+
 
 def _fresh_head_for_evaluation(model, ways: int):
     """Replace a multiclass head by a zero N-way head (adapted at evaluation)."""
@@ -241,13 +317,25 @@ def _record(cfg: TrainConfig, model, iteration: int, val_acc, split_meta: dict) 
     from repsim.distributed import world
     from repsim.provenance import code_version, now_utc
 
-    return {"model": {"arch": "conv4", **model.config.to_dict()}, "train": cfg.to_dict(),
-            "world_size": world().size, "iteration": iteration, "val_accuracy": val_acc,
-            "data": split_meta, "code_version": code_version(), "created": now_utc()}
+    return {
+        "model": {"arch": "conv4", **model.config.to_dict()},
+        "train": cfg.to_dict(),
+        "world_size": world().size,
+        "iteration": iteration,
+        "val_accuracy": val_acc,
+        "data": split_meta,
+        "code_version": code_version(),
+        "created": now_utc(),
+    }
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
-          progress: bool = True, stop_at: int | None = None) -> Path:
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> Path:
     """Run ``cfg`` and return the path of the final checkpoint (``out_dir/final.safetensors``).
 
     ``stop_at=k`` stops after iteration ``k`` as if the process were killed there (after the
@@ -272,16 +360,20 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
     torch.manual_seed(cfg.seed)
 
     train_classes = load_classes(cfg.dataset, cfg.split, "train", cfg.data_dir, cfg.rotations)
-    val_part = "val" if cfg.split == "maml" else ("test" if cfg.split == "vinyals"
-                                                  else "evaluation")
+    val_part = (
+        "val" if cfg.split == "maml" else ("test" if cfg.split == "vinyals" else "evaluation")
+    )
     val_classes = load_classes(cfg.dataset, cfg.split, val_part, cfg.data_dir)
     train_sampler = TaskSampler(train_classes, cfg.ways, cfg.shots, cfg.queries, cfg.seed)
     val_sampler = TaskSampler(val_classes, cfg.ways, cfg.shots, cfg.test_queries, seed=1000)
-    split_meta = {"train": {k: train_classes.meta.get(k) for k in
-                            ("dataset", "split", "part", "rotations", "n_classes",
-                             "source_digest")},
-                  "val": {k: val_classes.meta.get(k) for k in ("dataset", "split", "part")},
-                  "val_task_seed": 1000}
+    split_meta = {
+        "train": {
+            k: train_classes.meta.get(k)
+            for k in ("dataset", "split", "part", "rotations", "n_classes", "source_digest")
+        },
+        "val": {k: val_classes.meta.get(k) for k in ("dataset", "split", "part")},
+        "val_task_seed": 1000,
+    }
 
     model_ways = train_classes.n_classes if cfg.algorithm == "multiclass" else cfg.ways
     model = Conv4(Conv4Config.for_dataset(cfg.dataset, model_ways, norm=cfg.norm)).to(device)
@@ -296,20 +388,29 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
     if resume and (out / "last.safetensors").exists():
         tensors, record = ckpt.read_checkpoint(out / "last.safetensors")
         if record["train"] != cfg.to_dict():
-            diff = {k: (record["train"].get(k), v) for k, v in cfg.to_dict().items()
-                    if record["train"].get(k) != v}
+            diff = {
+                k: (record["train"].get(k), v)
+                for k, v in cfg.to_dict().items()
+                if record["train"].get(k) != v
+            }
             raise InputError(f"cannot resume {out}: its config differs in {diff}")
         if record.get("world_size", 1) != world.size:
-            raise InputError(f"cannot resume {out}: it ran on {record.get('world_size', 1)} "
-                             f"processes, this run has {world.size}; resume with "
-                             f"--nproc_per_node={record.get('world_size', 1)}")
-        ckpt.load_state_strict(model, {k: v.to(device) for k, v in tensors.items()},
-                               str(out / "last.safetensors"))
+            raise InputError(
+                f"cannot resume {out}: it ran on {record.get('world_size', 1)} "
+                f"processes, this run has {world.size}; resume with "
+                f"--nproc_per_node={record.get('world_size', 1)}"
+            )
+        ckpt.load_state_strict(
+            model, {k: v.to(device) for k, v in tensors.items()}, str(out / "last.safetensors")
+        )
         ckpt.load_optimizer(out / "last.safetensors", optimizer)
         start = int(record["iteration"])
         if main and metrics_path.exists():  # drop log lines written after the checkpoint
-            lines = [ln for ln in metrics_path.read_text().splitlines()
-                     if ln and json.loads(ln)["iteration"] <= start]
+            lines = [
+                ln
+                for ln in metrics_path.read_text().splitlines()
+                if ln and json.loads(ln)["iteration"] <= start
+            ]
             metrics_path.write_text("".join(ln + "\n" for ln in lines))
     elif main and metrics_path.exists():
         metrics_path.unlink()
@@ -318,16 +419,24 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
     def save(path: Path, iteration: int, val_acc, final: bool = False):
         if not main:
             return
-        m = _fresh_head_for_evaluation(model, cfg.ways) if (
-            final and cfg.algorithm == "multiclass") else model
+        m = (
+            _fresh_head_for_evaluation(model, cfg.ways)
+            if (final and cfg.algorithm == "multiclass")
+            else model
+        )
         ckpt.save_checkpoint(path, m, _record(cfg, m, iteration, val_acc, split_meta))
 
     val_acc = None
     log = open(metrics_path, "a") if main else open(os.devnull, "w")
     run, n_run, t0 = torch.zeros(2, dtype=torch.float64, device=device), 0, time.perf_counter()
-    bar = tqdm(range(start + 1, cfg.iterations + 1), initial=start, total=cfg.iterations,
-               disable=not (progress and main), dynamic_ncols=True,
-               desc=f"{cfg.algorithm} {cfg.dataset} {cfg.ways}-way")
+    bar = tqdm(
+        range(start + 1, cfg.iterations + 1),
+        initial=start,
+        total=cfg.iterations,
+        disable=not (progress and main),
+        dynamic_ncols=True,
+        desc=f"{cfg.algorithm} {cfg.dataset} {cfg.ways}-way",
+    )
     try:
         for it in bar:
             model.train()
@@ -353,7 +462,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
             loss.backward()
             # One all-reduce: meta-gradients plus (loss, accuracy) averaged over ranks.
             stats = distributed.all_reduce_gradients(
-                model, torch.stack([loss.detach(), acc.detach().to(loss.dtype)]))
+                model, torch.stack([loss.detach(), acc.detach().to(loss.dtype)])
+            )
             optimizer.step()
             run += stats.double()  # on-device; the host reads it only at log / save time
             n_run += 1
@@ -364,20 +474,31 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
                     raise InputError(
                         f"training diverged by iteration {it} (loss {mean_loss}); lower "
                         f"inner_lr ({cfg.inner_lr}) or outer_lr ({cfg.outer_lr}). The last "
-                        f"good checkpoint is {out / 'last.safetensors'}")
+                        f"good checkpoint is {out / 'last.safetensors'}"
+                    )
             if logging:
-                row = {"iteration": it, "loss": mean_loss, "accuracy": mean_acc,
-                       "seconds": time.perf_counter() - t0}
+                row = {
+                    "iteration": it,
+                    "loss": mean_loss,
+                    "accuracy": mean_acc,
+                    "seconds": time.perf_counter() - t0,
+                }
                 log.write(json.dumps(row) + "\n")
                 log.flush()
-                bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.3f}",
-                                val="-" if val_acc is None else f"{val_acc:.3f}")
+                bar.set_postfix(
+                    loss=f"{row['loss']:.3f}",
+                    acc=f"{row['accuracy']:.3f}",
+                    val="-" if val_acc is None else f"{val_acc:.3f}",
+                )
                 run.zero_()
                 n_run = 0
             if main and cfg.val_tasks and (it % cfg.val_every == 0 or it == cfg.iterations):
                 model.eval()
-                eval_model = (_fresh_head_for_evaluation(model, cfg.ways).to(device)
-                              if cfg.algorithm == "multiclass" else model)
+                eval_model = (
+                    _fresh_head_for_evaluation(model, cfg.ways).to(device)
+                    if cfg.algorithm == "multiclass"
+                    else model
+                )
                 val_acc = validate(eval_model, val_sampler, cfg, cfg.val_tasks, device)
                 log.write(json.dumps({"iteration": it, "val_accuracy": val_acc}) + "\n")
                 log.flush()
@@ -394,8 +515,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
         bar.close()
         log.close()
     if main and cfg.algorithm == "random" and cfg.val_tasks:
-        val_acc = validate(model.eval(), val_sampler, dataclasses.replace(cfg, algorithm="anil"),
-                           cfg.val_tasks, device)
+        val_acc = validate(
+            model.eval(),
+            val_sampler,
+            dataclasses.replace(cfg, algorithm="anil"),
+            cfg.val_tasks,
+            device,
+        )
     final = out / "final.safetensors"
     save(final, cfg.iterations, val_acc, final=True)
     distributed.barrier()  # the final checkpoint exists when any rank returns
@@ -405,4 +531,3 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False,
 def read_metrics(path: str | Path) -> list[dict]:
     """The rows of a ``metrics.jsonl`` learning-curve log."""
     return [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]
-

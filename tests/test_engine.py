@@ -29,8 +29,9 @@ def meta_loss(model, params, data, names, first_order=False, steps=2, lr=0.5):
     sx, sy, qx, qy = data
     total = 0.0
     for t in range(sx.shape[0]):
-        loss, _ = inner_loop.task_query_loss(model, params, sx[t], sy[t], qx[t], qy[t], names,
-                                             lr, steps, first_order)
+        loss, _ = inner_loop.task_query_loss(
+            model, params, sx[t], sy[t], qx[t], qy[t], names, lr, steps, first_order
+        )
         total = total + loss
     return total / sx.shape[0]
 
@@ -91,8 +92,9 @@ def test_anil_body_once_equals_full_forward_inner_loop():
         torch.testing.assert_close(fast[n], slow[n], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("algorithm,first_order", [("maml", False), ("maml", True),
-                                                   ("anil", False)])
+@pytest.mark.parametrize(
+    "algorithm,first_order", [("maml", False), ("maml", True), ("anil", False)]
+)
 def test_loop_and_vmap_meta_gradients_agree(algorithm, first_order):
     model = tiny_model()
     data = tiny_tasks(tasks=4)
@@ -138,8 +140,11 @@ def test_transductive_norm_uses_batch_statistics_even_in_eval_mode():
     out_alone = model(x[:3])
     out_together = model(x)[:3]
     assert not torch.allclose(out_alone, out_together)  # statistics of the current batch
-    model_running = Conv4(Conv4Config(in_channels=1, image_size=8, hidden=4, ways=3,
-                                      norm="running")).double().eval()
+    model_running = (
+        Conv4(Conv4Config(in_channels=1, image_size=8, hidden=4, ways=3, norm="running"))
+        .double()
+        .eval()
+    )
     torch.testing.assert_close(model_running(x[:3]), model_running(x)[:3])
 
 
@@ -156,9 +161,24 @@ def test_nil_classifies_queries_identical_to_supports():
 def _small_cfg(tmp_data, **kw):
     from repsim.train import TrainConfig
 
-    base = dict(algorithm="maml", ways=3, shots=1, queries=2, test_queries=2, meta_batch=2,
-                inner_steps=1, test_inner_steps=1, iterations=4, val_every=2, val_tasks=2,
-                save_every=2, log_every=1, seed=3, data_dir=str(tmp_data), device="cpu")
+    base = dict(
+        algorithm="maml",
+        ways=3,
+        shots=1,
+        queries=2,
+        test_queries=2,
+        meta_batch=2,
+        inner_steps=1,
+        test_inner_steps=1,
+        iterations=4,
+        val_every=2,
+        val_tasks=2,
+        save_every=2,
+        log_every=1,
+        seed=3,
+        data_dir=str(tmp_data),
+        device="cpu",
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -205,9 +225,21 @@ def test_short_anil_training_on_real_omniglot_beats_chance(tmp_path, omniglot_da
     from repsim.evaluate import evaluate_checkpoint
     from repsim.train import TrainConfig, train
 
-    cfg = TrainConfig(algorithm="anil", ways=5, shots=1, queries=3, meta_batch=8,
-                      inner_steps=3, test_inner_steps=10, iterations=80, val_tasks=0,
-                      log_every=20, save_every=80, outer_lr=3e-3, data_dir=str(omniglot_data_dir))
+    cfg = TrainConfig(
+        algorithm="anil",
+        ways=5,
+        shots=1,
+        queries=3,
+        meta_batch=8,
+        inner_steps=3,
+        test_inner_steps=10,
+        iterations=80,
+        val_tasks=0,
+        log_every=20,
+        save_every=80,
+        outer_lr=3e-3,
+        data_dir=str(omniglot_data_dir),
+    )
     final = train(cfg, tmp_path, progress=False)
     r = evaluate_checkpoint(final, tasks=40, data_dir=omniglot_data_dir)
     assert r["accuracy"] > 0.6, r["accuracy"]

@@ -13,12 +13,21 @@ import argparse
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "evaluate", help="test accuracy of a checkpoint (freezing, NIL head), mean ± 95%% CI",
-        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+        "evaluate",
+        help="test accuracy of a checkpoint (freezing, NIL head), mean ± 95%% CI",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("--tasks", type=int, default=600, help="test tasks (default 600)")
-    p.add_argument("--freeze", type=int, default=0, choices=range(5), metavar="K",
-                   help="freeze conv1..convK during adaptation (0-4)")
+    p.add_argument(
+        "--freeze",
+        type=int,
+        default=0,
+        choices=range(5),
+        metavar="K",
+        help="freeze conv1..convK during adaptation (0-4)",
+    )
     p.add_argument("--head", choices=("adapt", "nil"), default="adapt")
     p.add_argument("--inner-steps", type=int, default=None, help="default: recorded (10)")
     p.add_argument("--shots", type=int, default=None, help="default: the checkpoint's")
@@ -39,15 +48,26 @@ def run(args: argparse.Namespace) -> int:
     from repsim.evaluate import evaluate_checkpoint
 
     torch.set_num_threads(args.threads)
-    r = evaluate_checkpoint(args.checkpoint, args.tasks, args.freeze, args.head,
-                            args.inner_steps, args.data_dir, args.seed, args.part, args.shots,
-                            progress=not args.json)
+    r = evaluate_checkpoint(
+        args.checkpoint,
+        args.tasks,
+        args.freeze,
+        args.head,
+        args.inner_steps,
+        args.data_dir,
+        args.seed,
+        args.part,
+        args.shots,
+        progress=not args.json,
+    )
     if args.json:
         print(json.dumps({k: v for k, v in r.items() if k != "per_task"}, indent=2))
     else:
         s = r["sampler"]
         frozen = f"conv1-{args.freeze}" if args.freeze else "none"
-        print(f"{args.checkpoint}: {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} % "
-              f"({r['tasks']} tasks, {s['ways']}-way {s['shots']}-shot, head={r['head']}, "
-              f"frozen={frozen}, {r['inner_steps']} inner steps)")
+        print(
+            f"{args.checkpoint}: {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} % "
+            f"({r['tasks']} tasks, {s['ways']}-way {s['shots']}-shot, head={r['head']}, "
+            f"frozen={frozen}, {r['inner_steps']} inner steps)"
+        )
     return 0

@@ -11,8 +11,11 @@ import argparse
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "freeze-sweep", help="accuracy with conv1..convK frozen in the inner loop (Table 1)",
-        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+        "freeze-sweep",
+        help="accuracy with conv1..convK frozen in the inner loop (Table 1)",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("--tasks", type=int, default=600)
     p.add_argument("--inner-steps", type=int, default=None)
@@ -38,18 +41,25 @@ def run(args: argparse.Namespace) -> int:
     from repsim.provenance import code_version
 
     torch.set_num_threads(args.threads)
-    rows = freeze_sweep(args.checkpoint, args.tasks, args.data_dir, args.seed,
-                        args.inner_steps, progress=True)
+    rows = freeze_sweep(
+        args.checkpoint, args.tasks, args.data_dir, args.seed, args.inner_steps, progress=True
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"Test-time freezing, {args.checkpoint}, {args.tasks} tasks, mean ± 95% CI")
     print("| frozen | accuracy (%) |\n|---|---|")
     for label, r in zip(FREEZE_LABELS, rows):
         print(f"| {label} | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} |")
-    record = {"checkpoint": args.checkpoint, "tasks": args.tasks, "seed": args.seed,
-              "code_version": code_version(),
-              "rows": [{"frozen": lab, **{k: v for k, v in r.items() if k != "per_task"}}
-                       for lab, r in zip(FREEZE_LABELS, rows)]}
+    record = {
+        "checkpoint": args.checkpoint,
+        "tasks": args.tasks,
+        "seed": args.seed,
+        "code_version": code_version(),
+        "rows": [
+            {"frozen": lab, **{k: v for k, v in r.items() if k != "per_task"}}
+            for lab, r in zip(FREEZE_LABELS, rows)
+        ],
+    }
     (out / "freeze_sweep.json").write_text(json.dumps(record, indent=2))
     with open(out / "freeze_sweep.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -70,8 +80,13 @@ def plot_freeze_sweep(record: dict, stem) -> None:
 
     rows = record["rows"]
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    ax.errorbar(range(len(rows)), [100 * r["accuracy"] for r in rows],
-                yerr=[100 * r["ci95"] for r in rows], marker="o", capsize=3)
+    ax.errorbar(
+        range(len(rows)),
+        [100 * r["accuracy"] for r in rows],
+        yerr=[100 * r["ci95"] for r in rows],
+        marker="o",
+        capsize=3,
+    )
     ax.set_xticks(range(len(rows)), [r["frozen"] for r in rows])
     ax.set_xlabel("layers frozen in the inner loop")
     ax.set_ylabel("test accuracy (%)")

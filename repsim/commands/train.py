@@ -19,15 +19,23 @@ def register(subparsers) -> argparse.ArgumentParser:
     from repsim.train import ALGORITHMS, PRESETS
 
     p = subparsers.add_parser(
-        "train", help="meta-train MAML / FOMAML / ANIL or a baseline regime; writes checkpoints",
-        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
-                   help="starting settings (default cpu)")
+        "train",
+        help="meta-train MAML / FOMAML / ANIL or a baseline regime; writes checkpoints",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--preset", choices=sorted(PRESETS), default="cpu", help="starting settings (default cpu)"
+    )
     p.add_argument("--algorithm", choices=ALGORITHMS, default=None, help="default maml")
     p.add_argument("--dataset", choices=("omniglot", "miniimagenet"), default=None)
     p.add_argument("--split", default=None, help="class split (default maml)")
-    p.add_argument("--rotations", action="store_true", default=None,
-                   help="add 90/180/270-degree rotations as extra training classes")
+    p.add_argument(
+        "--rotations",
+        action="store_true",
+        default=None,
+        help="add 90/180/270-degree rotations as extra training classes",
+    )
     p.add_argument("--ways", type=int, default=None)
     p.add_argument("--shots", type=int, default=None)
     p.add_argument("--queries", type=int, default=None, help="query examples per class (training)")
@@ -43,13 +51,26 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=int, default=None)
     p.add_argument("--val-tasks", type=int, default=None)
     p.add_argument("--save-every", type=int, default=None)
-    p.add_argument("--checkpoint-at", type=_int_list, default=None, metavar="I,J,...",
-                   help="also keep checkpoints at these iterations")
+    p.add_argument(
+        "--checkpoint-at",
+        type=_int_list,
+        default=None,
+        metavar="I,J,...",
+        help="also keep checkpoints at these iterations",
+    )
     p.add_argument("--device", default=None, help="auto (CUDA when present), cpu or cuda[:k]")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default 1: fastest on a shared 2-core machine)")
-    p.add_argument("--vmap", choices=("auto", "on", "off"), default=None,
-                   help="batch tasks with torch.func.vmap (auto: for MAML/FOMAML/BOIL)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default 1: fastest on a shared 2-core machine)",
+    )
+    p.add_argument(
+        "--vmap",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="batch tasks with torch.func.vmap (auto: for MAML/FOMAML/BOIL)",
+    )
     p.add_argument("--data-dir", default=None, help="dataset folder (default $REPSIM_DATA)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics.jsonl)")
     p.add_argument("--save-as", default=None, help="also copy the final checkpoint here")
@@ -64,10 +85,32 @@ def run(args: argparse.Namespace) -> int:
 
     from repsim.train import config_from_preset, train
 
-    keys = ("algorithm", "dataset", "split", "rotations", "ways", "shots", "queries",
-            "test_queries", "inner_lr", "inner_steps", "test_inner_steps", "meta_batch",
-            "outer_lr", "iterations", "seed", "norm", "val_every", "val_tasks", "save_every",
-            "checkpoint_at", "device", "threads", "vmap", "data_dir")
+    keys = (
+        "algorithm",
+        "dataset",
+        "split",
+        "rotations",
+        "ways",
+        "shots",
+        "queries",
+        "test_queries",
+        "inner_lr",
+        "inner_steps",
+        "test_inner_steps",
+        "meta_batch",
+        "outer_lr",
+        "iterations",
+        "seed",
+        "norm",
+        "val_every",
+        "val_tasks",
+        "save_every",
+        "checkpoint_at",
+        "device",
+        "threads",
+        "vmap",
+        "data_dir",
+    )
     cfg = config_from_preset(args.preset, **{k: getattr(args, k) for k in keys})
     final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if args.save_as:
