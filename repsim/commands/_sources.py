@@ -69,6 +69,12 @@ def add_task_args(parser: argparse.ArgumentParser, default_out: str) -> None:
         help="query examples per class (default: the checkpoint's test queries)",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default $REPSIM_THREADS, else 1)",
+    )
+    parser.add_argument(
         "--conv-mode",
         choices=("channels", "flatten"),
         default="channels",
