@@ -424,7 +424,7 @@ def speed(rp: Reproduction) -> dict:
             names = adapted_parameter_names(model, algorithm)
             params = dict(model.named_parameters())
 
-            def train_step():
+            def train_step(params=params, names=names):
                 total = 0.0
                 for t in range(len(batch)):
                     loss, _ = inner_loop.task_query_loss(
@@ -442,7 +442,7 @@ def speed(rp: Reproduction) -> dict:
                 total.backward()
                 model.zero_grad(set_to_none=True)
 
-            def test_adapt():
+            def test_adapt(params=params, names=names):
                 p = {n: v.detach() for n, v in params.items()}
                 fast = inner_loop.adapt(
                     model,
