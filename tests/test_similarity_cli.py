@@ -158,7 +158,7 @@ def test_another_format_is_loaded_through_repsim_adapters(tmp_path, monkeypatch)
 
     calls = []
 
-    def load(path, format):
+    def load(path, format, **settings):
         calls.append((str(path), format))
         torch.manual_seed(0)
         model = Conv4(Conv4Config.omniglot(5, hidden=8))
