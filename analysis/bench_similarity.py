@@ -21,8 +21,9 @@ cka-pytorch``; see ``[project.optional-dependencies] bench``):
   Kornblith-style feature-space linear CKA.
 * rsatoolbox installs but offers neither CKA nor CCA (it compares RDMs), so it has no column.
 
-Peers whose Gram-space cost is O(n^3) are skipped where one call would take more than
-``--max-peer-s`` seconds at the measured matmul rate (said so in the table).
+A peer is skipped (said so in the table) where one call would take more than ``--max-peer-s``
+seconds: estimated from its flop count at the measured matmul rate (the O(n^3) Gram-space
+HSICs), or extrapolated from its time at the previous size (cca-zoo).
 """
 
 from __future__ import annotations
@@ -196,11 +197,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only the smallest size")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    try:  # the numpy-based peers use numpy's BLAS: give it the same thread count
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+    except ImportError:
+        pass
     sizes = SIZES[:1] if args.quick else SIZES
 
     rate64 = matmul_rate(torch.float64)
     rate32 = matmul_rate(torch.float32)
-    print(f"threads: torch {torch.get_num_threads()}, cpu_count {os.cpu_count()}")
+    print(
+        f"threads: torch {torch.get_num_threads()} (numpy BLAS the same), "
+        f"cpu_count {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} at start"
+    )
     print(f"matmul rate (2048^3 GEMM): float32 {rate32:.1f} GFLOP/s, float64 {rate64:.1f} GFLOP/s")
     print(f"torch {torch.__version__}, numpy {np.__version__}")
     peers, notes = load_peers()
@@ -208,6 +218,7 @@ def main() -> None:
         print(f"note: {note}")
 
     measures = ["cka", "cka_debiased", "cca", "svcca", "pwcca", "rbf_cka"]
+    per_unit: dict[tuple[str, str], float] = {}  # (measure, peer) -> seconds / (n d^2)
     for measure in measures:
         names = list(peers.get(measure, {}))
         extra = ["repsim dtype=float32"] if measure in ("cka", "cca") else []
@@ -242,12 +253,19 @@ def main() -> None:
                     if est > args.max_peer_s:
                         cells.append(f"skipped (O(n^3), ~{est:.0f} s)")
                         continue
+                    est = per_unit.get((measure, peer), 0.0) * n * d * d
+                    if est > args.max_peer_s:
+                        cells.append(f"skipped (~{est:.0f} s, extrapolated)")
+                        continue
                     pf = peers[measure][peer]
                     try:
                         t_p, v_p = timeit(lambda pf=pf, x=x, y=y: pf(x, y), args.repeats)
                     except Exception as exc:  # a peer failing is a result, not a crash
                         cells.append(f"failed: {type(exc).__name__}")
                         continue
+                    per_unit[(measure, peer)] = max(
+                        per_unit.get((measure, peer), 0.0), t_p / (n * d * d)
+                    )
                     agree = "ok" if abs(v_p - v_rep) < 1e-4 else f"Δ{abs(v_p - v_rep):.1e}"
                     cells.append(f"{t_p / t_rep:.1f}× ({agree})")
                 print("| " + " | ".join(cells) + " |", flush=True)

@@ -47,6 +47,13 @@ Conventions
   ``sigma = sigma_frac * sqrt(median_{i<j} ||a_i - a_j||^2)`` -- Kornblith et al.'s notebook
   convention (``threshold`` there is ``sigma_frac`` here), except that the median is over the
   distinct pairs only (their notebook also counts the n zero distances on the diagonal).
+* **Numerics.** A dead neuron is a column whose centred sum of squares is below
+  ``n * (100 ulp of its mean)^2``. CCA-type measures whiten a layer from its Gram matrix (the
+  same ``n d^2`` products CKA needs) when its column-normalised covariance is well conditioned
+  (smallest/largest eigenvalue >= ``10 sqrt(eps)``, about 1.5e-7 in float64: the error is then
+  ~``eps * condition``); otherwise, and whenever ``rtol`` is given, the basis comes from a QR
+  factorisation, rank-revealed by the SVD of R (error ~``eps * sqrt(condition)``). NaN or inf
+  anywhere in an input shows up in its column means, which is how it is detected.
 * Convolutional activations ``(N, C, H, W)`` go through :func:`conv_to_2d` first: by default
   ``(N*H*W, C)`` -- channels are neurons and every spatial position is a datapoint, as in the
   paper.
