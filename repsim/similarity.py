@@ -241,6 +241,18 @@ def _default_rtol(n: int, d: int, dtype: torch.dtype) -> float:
     return max(n, d) * _eps(dtype)
 
 
+def _input_eps(a: Array) -> float:
+    """Machine epsilon of the caller's data (float32 activations carry float32 rounding noise
+    even when the computation runs in float64), 0 for integer data."""
+    dt = getattr(a, "dtype", None)
+    if isinstance(dt, torch.dtype):
+        return torch.finfo(dt).eps if dt.is_floating_point else 0.0
+    try:
+        return float(np.finfo(dt).eps) if np.issubdtype(dt, np.floating) else 0.0
+    except TypeError:
+        return 0.0
+
+
 def _fast_ok(ratio: torch.Tensor, dtype: torch.dtype) -> bool:
     """Whitening from the Gram matrix loses ~eps * condition^2 of accuracy: use it only when the
     smallest kept eigenvalue is at least ``10 sqrt(eps)`` of the largest (else QR)."""
@@ -254,7 +266,9 @@ def _no_variance_cca(name: str) -> InputError:
     )
 
 
-def _cca_basis(t: torch.Tensor, name: str, rtol: float | None) -> tuple[_Basis, torch.Tensor]:
+def _cca_basis(
+    t: torch.Tensor, name: str, rtol: float | None, data_eps: float = 0.0
+) -> tuple[_Basis, torch.Tensor]:
     """Orthonormal basis of the centred column space of ``t`` (dead and dependent directions
     dropped), and ``t`` centred.
 
@@ -284,8 +298,9 @@ def _cca_basis(t: torch.Tensor, name: str, rtol: float | None) -> tuple[_Basis, 
     cols = tc if every else tc[:, idx]
     q, r = torch.linalg.qr(cols / std)
     u, s, _ = torch.linalg.svd(r)
-    tol = (rtol if rtol is not None else _default_rtol(n, d, t.dtype)) * s[0]
-    k = int((s > tol).sum())
+    if rtol is None:  # the data's own precision bounds what counts as a direction
+        rtol = max(n, d) * max(_eps(t.dtype), data_eps)
+    k = int((s > rtol * s[0]).sum())
     if k < u.shape[1]:
         q = q @ u[:, :k]
     return _Basis(mat=q, w=None, n=n), gram
@@ -351,8 +366,8 @@ def cca_coefficients(
     it forces the QR route). Raises :class:`InputError` when ``rank_x + rank_y > n - 1``.
     """
     tx, ty = _pair(x, y, dtype)
-    bx, _ = _cca_basis(tx, "x", rtol)
-    by, _ = _cca_basis(ty, "y", rtol)
+    bx, _ = _cca_basis(tx, "x", rtol, _input_eps(x))
+    by, _ = _cca_basis(ty, "y", rtol, _input_eps(y))
     return _coefficients_from_bases(bx, by)
 
 
@@ -394,8 +409,10 @@ def _pwcca_from(bx: _Basis, proj_x: torch.Tensor, by: _Basis) -> float:
     return float((alpha * rho).sum() / alpha.sum())
 
 
-def _pwcca_prepare(t: torch.Tensor, name: str, rtol: float | None) -> tuple[_Basis, torch.Tensor]:
-    basis, gram = _cca_basis(t, name, rtol)
+def _pwcca_prepare(
+    t: torch.Tensor, name: str, rtol: float | None, data_eps: float = 0.0
+) -> tuple[_Basis, torch.Tensor]:
+    basis, gram = _cca_basis(t, name, rtol, data_eps)
     tc = basis.mat if basis.w is not None else _centre(t, name)[0]
     return basis, basis.project(tc, gram)
 
@@ -409,8 +426,8 @@ def pwcca(
     unit-norm canonical variates of centred x and ``x_j`` its centred neurons (columns).
     """
     tx, ty = _pair(x, y, dtype)
-    bx, proj = _pwcca_prepare(tx, "x", rtol)
-    by, _ = _cca_basis(ty, "y", rtol)
+    bx, proj = _pwcca_prepare(tx, "x", rtol, _input_eps(x))
+    by, _ = _cca_basis(ty, "y", rtol, _input_eps(y))
     return _pwcca_from(bx, proj, by)
 
 
@@ -739,7 +756,10 @@ def similarity_matrix(
             "compare activations of the same inputs (for conv layers use the same conv_to_2d mode)"
         )
     n = ns.pop()
-    prep = _preparer(measure, n, [t.shape[1] for t in (*la.values(), *lb.values())], kwargs)
+    sources = [*acts_a.values(), *(acts_b.values() if acts_b is not None else [])]
+    data_eps = max(_input_eps(v) for v in sources)
+    dims = [t.shape[1] for t in (*la.values(), *lb.values())]
+    prep = _preparer(measure, n, dims, kwargs, data_eps)
     pa = {k: prep(t, k) for k, t in la.items()}
     pb = pa if acts_b is None else {k: prep(t, k) for k, t in lb.items()}
     pair = _pair_fn(measure)
@@ -750,7 +770,9 @@ def similarity_matrix(
     return SimilarityMatrix(rows=list(pa), cols=list(pb), values=values, measure=measure)
 
 
-def _preparer(measure: str, n: int, dims: list[int], kwargs: dict) -> Callable:
+def _preparer(
+    measure: str, n: int, dims: list[int], kwargs: dict, data_eps: float = 0.0
+) -> Callable:
     allowed = {
         "cca": {"rtol"},
         "pwcca": {"rtol"},
@@ -767,9 +789,9 @@ def _preparer(measure: str, n: int, dims: list[int], kwargs: dict) -> Callable:
             f"it accepts {sorted(allowed) or 'none'}"
         )
     if measure == "cca":
-        return lambda t, k: _cca_basis(t, k, kwargs.get("rtol"))[0]
+        return lambda t, k: _cca_basis(t, k, kwargs.get("rtol"), data_eps)[0]
     if measure == "pwcca":
-        return lambda t, k: _pwcca_prepare(t, k, kwargs.get("rtol"))
+        return lambda t, k: _pwcca_prepare(t, k, kwargs.get("rtol"), data_eps)
     if measure == "svcca":
         keep = kwargs.get("keep", 0.99)
         _check_keep(keep)

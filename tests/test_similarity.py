@@ -353,7 +353,7 @@ def test_similarity_matrix_equals_per_pair_calls(name):
 def test_similarity_matrix_does_per_layer_work_once(monkeypatch):
     calls = []
     original = sim._cca_basis
-    monkeypatch.setattr(sim, "_cca_basis", lambda t, k, r: calls.append(k) or original(t, k, r))
+    monkeypatch.setattr(sim, "_cca_basis", lambda t, k, *a: calls.append(k) or original(t, k, *a))
     rng = np.random.default_rng(16)
     acts = {f"l{i}": rng.standard_normal((100, 4)) for i in range(4)}
     m = sim.similarity_matrix(acts, measure="cca")
