@@ -171,7 +171,28 @@ class ConvBlock(nn.Module):
         return x
 
 
-class Conv4(nn.Module):
+class BodyHeadModel(nn.Module):
+    """A network that is ``head(body(x))`` and can run either part alone.
+
+    ``forward(x)`` gives logits; ``forward(x, stage="body")`` the penultimate features;
+    ``forward(f, stage="head")`` the head on such features. Functional callers
+    (``torch.func.functional_call``) use ``stage`` so that ANIL runs the body once per task.
+    Subclasses define ``body(x)`` and a ``head`` module.
+    """
+
+    supports_stages = True
+
+    def forward(self, x: torch.Tensor, stage: str = "full") -> torch.Tensor:
+        if stage == "full":
+            return self.head(self.body(x))
+        if stage == "body":
+            return self.body(x)
+        if stage == "head":
+            return self.head(x)
+        raise InputError(f"stage must be 'full', 'body' or 'head', got {stage!r}")
+
+
+class Conv4(BodyHeadModel):
     """Conv4 with layers ``conv1..conv4`` and ``head``.
 
     ``forward(x)`` maps images ``(N, C, H, W)`` to logits ``(N, ways)``.
@@ -182,7 +203,6 @@ class Conv4(nn.Module):
 
     analysis_layers = ANALYSIS_LAYERS
     body_layers = BODY_LAYERS
-    supports_stages = True  # forward(x, stage="body" | "head"), used by ANIL's inner loop
 
     def __init__(self, config: Conv4Config | None = None):
         super().__init__()
@@ -216,15 +236,6 @@ class Conv4(nn.Module):
         if self.config.pooling == "mean":
             return x.mean(dim=(2, 3))
         return x.flatten(1)
-
-    def forward(self, x: torch.Tensor, stage: str = "full") -> torch.Tensor:
-        if stage == "full":
-            return self.head(self.body(x))
-        if stage == "body":
-            return self.body(x)
-        if stage == "head":
-            return self.head(x)
-        raise InputError(f"stage must be 'full', 'body' or 'head', got {stage!r}")
 
 
 def layer_of(param_name: str) -> str:

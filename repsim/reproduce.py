@@ -406,40 +406,32 @@ def table3_seed_similarity(rp: Reproduction) -> dict:
 
 
 def speed(rp: Reproduction) -> dict:
-    """Seconds per training iteration and per test-time adaptation, ANIL vs MAML (1 thread)."""
+    """Seconds per training iteration (the trainer's own path: vmap for MAML on CPU, the
+    body-once loop for ANIL) and per test-time adaptation, ANIL vs MAML, 1 thread."""
     from repsim import inner_loop
     from repsim.checkpoint import load_checkpoint
+    from repsim.data import TaskSampler
     from repsim.models import adapted_parameter_names
+    from repsim.train import TrainConfig, episodic_loss, use_vmap
 
     run = rp.runs_of("maml")[0]
     model, record = load_checkpoint(rp.root / run.final)
     tr = record["train"]
-    batch = rp.sampler.batch(range(tr["meta_batch"]))
+    train_shaped = TaskSampler(rp.sampler.classes, tr["ways"], tr["shots"], tr["queries"])
+    batch = train_shaped.batch(range(tr["meta_batch"]))
     task = rp.sampler.task(0)
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     out = {}
     try:
         for algorithm in ("maml", "anil"):
+            cfg = TrainConfig(**{**_config_fields(tr), "algorithm": algorithm})
             names = adapted_parameter_names(model, algorithm)
             params = dict(model.named_parameters())
 
-            def train_step(params=params, names=names):
-                total = 0.0
-                for t in range(len(batch)):
-                    loss, _ = inner_loop.task_query_loss(
-                        model,
-                        params,
-                        batch.support_x[t],
-                        batch.support_y[t],
-                        batch.query_x[t],
-                        batch.query_y[t],
-                        names,
-                        tr["inner_lr"],
-                        tr["inner_steps"],
-                    )
-                    total = total + loss
-                total.backward()
+            def train_step(params=params, names=names, cfg=cfg):
+                loss, _ = episodic_loss(model, params, batch, cfg, names, use_vmap(cfg))
+                loss.backward()
                 model.zero_grad(set_to_none=True)
 
             def test_adapt(params=params, names=names):
@@ -458,6 +450,7 @@ def speed(rp: Reproduction) -> dict:
             out[algorithm] = {
                 "train_step_s": _median_time(train_step, rp.s.speed_repeats),
                 "test_adapt_s": _median_time(test_adapt, 3 * rp.s.speed_repeats),
+                "vmap": use_vmap(cfg),
             }
     finally:
         torch.set_num_threads(old)
@@ -470,6 +463,14 @@ def speed(rp: Reproduction) -> dict:
     rows = [{"algorithm": a, **out[a]} for a in ("maml", "anil")]
     rp.write("speed", {"summary": out, "paper": PAPER["speedup"], "threads": 1}, rows)
     return out
+
+
+def _config_fields(record_train: dict) -> dict:
+    """The ``TrainConfig`` fields of a checkpoint's train record (drops derived keys)."""
+    from repsim.train import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in record_train.items() if k in names}
 
 
 def _median_time(fn, repeats: int) -> float:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repsim.errors import CheckpointError, InputError
-from repsim.models import BatchStatNorm
+from repsim.models import BatchStatNorm, BodyHeadModel
 
 ORDERS = ("conv-norm-act", "conv-act-norm")
 READOUTS = ("mean", "flatten", "flatten_nhwc")
@@ -138,12 +138,10 @@ class Block(nn.Module):
         return x
 
 
-class ConvNet(nn.Module):
+class ConvNet(BodyHeadModel):
     """A conv net described by a :class:`NetSpec`: images ``(N, C, H, W)`` -> logits
     ``(N, ways)``; ``stage="body"`` gives the head's input features ``(N, feature_dim)`` and
     ``stage="head"`` applies the head to them (the fast ANIL path of ``repsim.inner_loop``)."""
-
-    supports_stages = True
 
     def __init__(self, spec: NetSpec):
         super().__init__()
@@ -171,15 +169,6 @@ class ConvNet(nn.Module):
         if self.spec.readout == "flatten_nhwc":
             return x.permute(0, 2, 3, 1).flatten(1)
         return x.flatten(1)
-
-    def forward(self, x: torch.Tensor, stage: str = "full") -> torch.Tensor:
-        if stage == "full":
-            return self.head(self.body(x))
-        if stage == "body":
-            return self.body(x)
-        if stage == "head":
-            return self.head(x)
-        raise InputError(f"stage must be 'full', 'body' or 'head', got {stage!r}")
 
 
 def load_mapped(
