@@ -387,13 +387,20 @@ def train(
     metrics_path = out / "metrics.jsonl"
     if resume and (out / "last.safetensors").exists():
         tensors, record = ckpt.read_checkpoint(out / "last.safetensors")
-        if record["train"] != cfg.to_dict():
-            diff = {
-                k: (record["train"].get(k), v)
-                for k, v in cfg.to_dict().items()
-                if record["train"].get(k) != v
-            }
+        # a run may be extended: more iterations, more checkpoints along the way
+        extendable = {"iterations", "checkpoint_at"}
+        diff = {
+            k: (record["train"].get(k), v)
+            for k, v in cfg.to_dict().items()
+            if record["train"].get(k) != v and k not in extendable
+        }
+        if diff:
             raise InputError(f"cannot resume {out}: its config differs in {diff}")
+        if cfg.iterations < int(record["iteration"]):
+            raise InputError(
+                f"cannot resume {out} at iteration {record['iteration']} with --iterations "
+                f"{cfg.iterations}: it is already past that; give a larger --iterations"
+            )
         if record.get("world_size", 1) != world.size:
             raise InputError(
                 f"cannot resume {out}: it ran on {record.get('world_size', 1)} "

@@ -243,3 +243,25 @@ def test_short_anil_training_on_real_omniglot_beats_chance(tmp_path, omniglot_da
     final = train(cfg, tmp_path, progress=False)
     r = evaluate_checkpoint(final, tasks=40, data_dir=omniglot_data_dir)
     assert r["accuracy"] > 0.6, r["accuracy"]
+
+
+@pytest.mark.data
+def test_a_finished_run_can_be_extended_but_not_changed(tmp_path, omniglot_data_dir):
+    from repsim.checkpoint import read_checkpoint
+    from repsim.errors import InputError
+    from repsim.train import train
+
+    cfg = _small_cfg(omniglot_data_dir, iterations=2)
+    train(cfg, tmp_path, progress=False)
+    longer = _small_cfg(omniglot_data_dir, iterations=4)
+    final = train(longer, tmp_path, resume=True, progress=False)
+    assert read_checkpoint(final)[1]["iteration"] == 4
+    with pytest.raises(InputError, match="differs in"):
+        train(
+            _small_cfg(omniglot_data_dir, iterations=6, inner_lr=0.1),
+            tmp_path,
+            resume=True,
+            progress=False,
+        )
+    with pytest.raises(InputError, match="already past"):
+        train(_small_cfg(omniglot_data_dir, iterations=3), tmp_path, resume=True, progress=False)
