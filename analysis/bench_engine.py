@@ -34,7 +34,9 @@ back-propagated per task, then Adam. Its meta-gradient equals repsim's (checked 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import sys
 import time
 
 SHAPES = {  # name: (dataset, ways, shots, queries, inner_lr)
@@ -341,7 +343,8 @@ def engine_tables(quick: bool) -> str:
 def measure(
     kind: str, shape: str, algorithm: str, meta_batch: int, engine: str, repeats: int
 ) -> dict:
-    return worker(
+    """One configuration; its result also goes to stderr at once (partial runs keep data)."""
+    result = worker(
         dict(
             kind=kind,
             shape=shape,
@@ -351,6 +354,8 @@ def measure(
             repeats=repeats,
         )
     )
+    print(json.dumps(result), file=sys.stderr, flush=True)
+    return result
 
 
 def main() -> None:

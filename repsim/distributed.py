@@ -175,3 +175,9 @@ def barrier() -> None:
     """Wait for every rank (a no-op in a world of one)."""
     if world().is_distributed:
         dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group, if this process is in one (end of a ``torchrun`` command)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

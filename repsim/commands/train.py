@@ -112,7 +112,13 @@ def run(args: argparse.Namespace) -> int:
         "data_dir",
     )
     cfg = config_from_preset(args.preset, **{k: getattr(args, k) for k in keys})
+    from repsim.distributed import is_main, shutdown
+
     final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    main = is_main()  # under torchrun only rank 0 copies and reports
+    shutdown()
+    if not main:
+        return 0
     if args.save_as:
         shutil.copyfile(final, args.save_as)
         final = args.save_as
