@@ -430,8 +430,7 @@ def speed(rp: Reproduction) -> dict:
             params = dict(model.named_parameters())
 
             def train_step(params=params, names=names, cfg=cfg):
-                loss, _ = episodic_loss(model, params, batch, cfg, names, use_vmap(cfg))
-                loss.backward()
+                episodic_loss(model, params, batch, cfg, names, use_vmap(cfg), backward=True)
                 model.zero_grad(set_to_none=True)
 
             def test_adapt(params=params, names=names):

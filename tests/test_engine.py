@@ -265,3 +265,24 @@ def test_a_finished_run_can_be_extended_but_not_changed(tmp_path, omniglot_data_
         )
     with pytest.raises(InputError, match="already past"):
         train(_small_cfg(omniglot_data_dir, iterations=3), tmp_path, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("vmap", [False, True])
+def test_task_by_task_backward_gives_the_summed_meta_gradient(vmap):
+    from repsim.data import Task
+    from repsim.train import TrainConfig, episodic_loss
+
+    model = tiny_model()
+    batch = Task(*tiny_tasks(tasks=3))
+    cfg = TrainConfig(ways=3, inner_lr=0.5, inner_steps=2)
+    names = adapted_parameter_names(model, "maml")
+    loss, _ = episodic_loss(model, dict(model.named_parameters()), batch, cfg, names, vmap)
+    summed = torch.autograd.grad(loss, list(model.parameters()))
+    model.zero_grad()
+    streamed, _ = episodic_loss(
+        model, dict(model.named_parameters()), batch, cfg, names, vmap, backward=True
+    )
+    assert not streamed.requires_grad
+    torch.testing.assert_close(streamed, loss.detach())
+    for g, p in zip(summed, model.parameters()):
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12)
