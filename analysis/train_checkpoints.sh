@@ -28,7 +28,7 @@ lane_b() {
       --checkpoint-at 100,250,500 --out "$RUNS/anil_cpu_seed$s"
   done
   for regime in multiclass multitask nil random; do
-    repsim train "${common[@]}" --algorithm $regime --seed 0 --iterations 1000 \
+    repsim train "${common[@]}" --algorithm $regime --seed 0 --iterations "$([ $regime = random ] && echo 0 || echo 1000)" \
       --out "$RUNS/${regime}_cpu_seed0"
   done
 }
