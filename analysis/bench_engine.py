@@ -119,13 +119,14 @@ def build(shape: str, algorithm: str, meta_batch: int, vmap: str, dtype=None):
     return model, cfg, names, batch
 
 
-def repsim_meta_loss(model, cfg, names, batch, path: bool | None = None):
-    """The trainer's objective (``path``: True = vmap, False = loop, None = as training)."""
+def repsim_meta_backward(model, cfg, names, batch, path: bool | None = None) -> None:
+    """The trainer's meta-gradient into ``.grad`` (``path``: True = vmap, False = loop, None =
+    as training); the loop back-propagates task by task, as the trainer does."""
     from repsim.train import episodic_loss, use_vmap
 
     vmap = use_vmap(cfg) if path is None else path
     params = dict(model.named_parameters())
-    return episodic_loss(model, params, batch, cfg, names, vmap)[0]
+    episodic_loss(model, params, batch, cfg, names, vmap, backward=True)
 
 
 def higher_meta_backward(model, cfg, names, batch) -> None:
@@ -196,7 +197,7 @@ def worker(spec: dict) -> dict:
             if spec["engine"] == "higher":
                 higher_meta_backward(model, cfg, names, batch)
             else:
-                repsim_meta_loss(model, cfg, names, batch, path).backward()
+                repsim_meta_backward(model, cfg, names, batch, path)
             optimizer.step()
             times.append(time.process_time() - t0)
     from repsim.train import use_vmap
@@ -226,7 +227,7 @@ def parity(shape: str = "omniglot-5w1s", meta_batch: int = 2) -> list[tuple[str,
             if engine == "higher":
                 higher_meta_backward(model, cfg, names, batch)
             else:
-                repsim_meta_loss(model, cfg, names, batch, engine == "repsim-vmap").backward()
+                repsim_meta_backward(model, cfg, names, batch, engine == "repsim-vmap")
             grads[engine] = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
         scale = float(grads["higher"].abs().max())
         for engine in ("repsim-loop", "repsim-vmap"):
