@@ -1,4 +1,4 @@
-"""Any nn.Module: the MetaLearner protocol's two worked examples (docs/adapters.md), and
+"""Any nn.Module: the MetaLearner protocol's two worked examples (README, "Any nn.Module"), and
 ``repsim similarity --format ...`` end to end on foreign checkpoints."""
 
 from __future__ import annotations

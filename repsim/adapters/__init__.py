@@ -15,7 +15,7 @@ Example::
 Formats (:data:`FORMATS`; aliases in :data:`ALIASES`): ``learn2learn``, ``torchmeta``
 (pytorch-maml), ``boil``, ``mamlpp``, ``higher`` (torch.func), ``dragen1860``, ``tf-maml``
 (Finn et al.), and ``repsim`` (repsim's own). Any other ``nn.Module`` plugs in directly as a
-``MetaLearner(module, analysis_layers, adapt, input_shape)``: see ``docs/adapters.md``.
+``MetaLearner(module, analysis_layers, adapt, input_shape)``: see the README, "Any nn.Module".
 
 Files are read safely (``repsim.adapters.safe_load``): safetensors, or ``torch.load`` with
 ``weights_only=True``; a pickled module is refused with an explanation.
@@ -108,7 +108,7 @@ def _sniff_keys(keys: list[str], source: str) -> str:
     raise CheckpointError(
         f"{source}: no adapter recognises these tensor names ({', '.join(keys[:8])}...). "
         f"Pass --format (one of {', '.join(FORMATS)}), or build a MetaLearner yourself "
-        "(docs/adapters.md, 'Any nn.Module')"
+        "(README, 'Any nn.Module')"
     )
 
 
@@ -126,7 +126,7 @@ def load(
     Args:
         format: ``"auto"`` (sniff) or one of :data:`FORMATS` / :data:`ALIASES`.
         inner_lr, inner_steps: override the source's inner-loop defaults (each adapter's
-            docstring and ``docs/adapters.md`` give them). ``inner_lr`` is for repsim's mean
+            docstring and the README give them). ``inner_lr`` is for repsim's mean
             cross-entropy over the support set.
         image_size: the side of the square images the model was trained on, when the head's
             size does not determine it.
