@@ -721,12 +721,21 @@ def claims(fig2, t1, t2, t4, t5, sp) -> list[dict]:
     return out
 
 
+def _display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (reports stay portable)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def write_report(rp: Reproduction, cl: list[dict], t1, fig2, t2, t3, sp, t4, t5, fig3) -> Path:
     tr = rp.record.get("train", {})
     lines = [
         "# Rapid learning or feature reuse? Our reproduction beside the paper",
         "",
-        f"Checkpoints: `{rp.root}` ({len(rp.runs)} runs). Setting: {tr.get('dataset')} "
+        f"Checkpoints: `{_display_path(rp.root)}` ({len(rp.runs)} runs). "
+        f"Setting: {tr.get('dataset')} "
         f"{tr.get('ways')}-way {tr.get('shots')}-shot, {tr.get('split')} split, inner lr "
         f"{tr.get('inner_lr')} (mean CE), {tr.get('inner_steps')} / "
         f"{tr.get('test_inner_steps')} inner steps (train / test). Seeds are compared at their "

@@ -76,3 +76,30 @@ def test_anil_adaptation_leaves_the_body_unchanged_in_the_similarity_results(qui
     for row in summary["summary"]["anil"]:
         if row["layer"] != "head":
             assert row["mean"] == pytest.approx(1.0, abs=1e-9), row
+
+
+@pytest.mark.data
+def test_freeze_sweep_cli_writes_table_and_plot(quick_run, omniglot_data_dir, tmp_path, capsys):
+    ckpt = quick_run / "checkpoints" / "maml_seed0" / "final.safetensors"
+    out = tmp_path / "sweep"
+    assert (
+        main(
+            [
+                "freeze-sweep",
+                str(ckpt),
+                "--tasks",
+                "2",
+                "--out",
+                str(out),
+                "--data-dir",
+                str(omniglot_data_dir),
+            ]
+        )
+        == 0
+    )
+    assert "| conv1-4 |" in capsys.readouterr().out
+    rows = json.loads((out / "freeze_sweep.json").read_text())["rows"]
+    assert [r["frozen"] for r in rows] == ["none", "conv1", "conv1-2", "conv1-3", "conv1-4"]
+    assert rows[4]["adapted"] == ["head.weight", "head.bias"]
+    for ext in ("csv", "png", "pdf"):
+        assert (out / f"freeze_sweep.{ext}").stat().st_size > 0
