@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_engine import build, repsim_meta_loss, table  # noqa: E402
+from bench_engine import build, repsim_meta_backward, table  # noqa: E402
 
 FULL = {
     "steps": [("omniglot-20w1s", 16), ("miniimagenet-5w1s", 4)],
@@ -89,7 +89,7 @@ def meta_step_rows(device, plan) -> tuple[list, list]:
 
                 def step(model=model, cfg=cfg, names=names, batch=batch, opt=opt, path=path):
                     opt.zero_grad(set_to_none=True)
-                    repsim_meta_loss(model, cfg, names, batch, path == "vmap").backward()
+                    repsim_meta_backward(model, cfg, names, batch, path == "vmap")
                     opt.step()
 
                 if device.type == "cuda":
