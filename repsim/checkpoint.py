@@ -175,7 +175,7 @@ def learner_from_model(
     train = record.get("train", {})
     algorithm = train.get("algorithm", "maml")
     steps = inner_steps if inner_steps is not None else int(train.get("test_inner_steps", 10))
-    lr = inner_lr if inner_lr is not None else float(train.get("inner_lr", 0.4))
+    lr = inner_lr if inner_lr is not None else float(train.get("inner_lr", 2.0))
     names = adapted_parameter_names(model, algorithm, freeze)
     adapt = partial(_adapt_fn, model, names, lr, steps)
     cfg = model.config

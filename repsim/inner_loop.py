@@ -120,13 +120,6 @@ def adapt(
     return fast
 
 
-def query_logits(
-    model: nn.Module, fast: Params, query_x: torch.Tensor, adapted_names: Iterable[str]
-) -> torch.Tensor:
-    """Logits on the query set with the fast weights (``(N*Q, ways)``)."""
-    return forward(model, fast, query_x)
-
-
 def task_query_loss(
     model: nn.Module,
     params: Params,
@@ -214,29 +207,3 @@ def batched_query_losses(
 
     losses, accs = torch.func.vmap(one_task)(support_x, support_y, query_x, query_y)
     return losses, accs.detach()
-
-
-def batched_query_logits(
-    model: nn.Module,
-    params: Params,
-    support_x: torch.Tensor,
-    support_y: torch.Tensor,
-    query_x: torch.Tensor,
-    adapted_names: Iterable[str],
-    inner_lr: float,
-    steps: int,
-) -> torch.Tensor:
-    """Test-time adaptation of a batch of tasks at once: query logits ``[T, N*Q, ways]``.
-
-    Equal to :func:`adapt` then :func:`forward` per task (tested), several times faster on
-    CPU for small tasks. Not differentiable: for evaluation.
-    """
-    names = list(adapted_names)
-    params = {n: t.detach() for n, t in params.items()}
-
-    def one_task(sx, sy, qx):
-        fast = _adapt_one_task(model, params, names, inner_lr, steps, True, sx, sy)
-        return forward(model, fast, qx)
-
-    with torch.no_grad():
-        return torch.func.vmap(one_task)(support_x, support_y, query_x)

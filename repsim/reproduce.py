@@ -178,14 +178,12 @@ class Reproduction:
             raise InputError("the manifest lists no MAML run: the analyses compare against MAML")
         self.common = min(r.iterations for r in self.meta_runs)
         self.started = time.perf_counter()
-        self.log: list[str] = []
 
     # helpers
     def runs_of(self, algorithm: str) -> list[Run]:
         return sorted((r for r in self.runs if r.algorithm == algorithm), key=lambda r: r.seed)
 
     def say(self, text: str) -> None:
-        self.log.append(text)
         if self.progress:
             print(f"[{time.perf_counter() - self.started:6.0f}s] {text}", flush=True)
 
