@@ -116,6 +116,7 @@ def test_sampler_for(
         shots or int(train.get("shots", 1)),
         queries or int(train.get("test_queries", 15)),
         seed,
+        rotate=bool(train.get("task_rotations", False)),
     )
 
 

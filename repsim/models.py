@@ -29,6 +29,8 @@ from repsim.errors import InputError
 BODY_LAYERS = ("conv1", "conv2", "conv3", "conv4")
 ANALYSIS_LAYERS = (*BODY_LAYERS, "head")
 NORM_MODES = ("transductive", "running")
+NORM_AFFINE = ("full", "beta")  # scale and shift, or shift only (the original code's default)
+HEAD_INITS = ("xavier", "normal")  # Xavier-uniform, or N(0, 1) (the original Omniglot code)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,14 @@ class Conv4Config:
     norm: str = "transductive"  # "transductive": batch statistics always; "running"
     norm_eps: float = 1e-5
     norm_momentum: float = 0.1
+    norm_affine: str = "full"  # "full": scale and shift; "beta": shift only
+    head_init: str = "xavier"  # "xavier": Xavier-uniform; "normal": N(0, 1) weights
+
+    def __post_init__(self):
+        if self.norm_affine not in NORM_AFFINE:
+            raise InputError(f"norm_affine must be one of {NORM_AFFINE}, got {self.norm_affine!r}")
+        if self.head_init not in HEAD_INITS:
+            raise InputError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
 
     @classmethod
     def omniglot(cls, ways: int = 5, **overrides) -> Conv4Config:
@@ -117,24 +127,41 @@ class BatchStatNorm(nn.Module):
     ``mode="transductive"``: always the current batch's statistics (MAML's convention).
     ``mode="running"``: batch statistics in training mode, updating running averages;
     the running averages in eval mode.
+    ``affine="full"``: a learned scale (``weight``) and shift (``bias``); ``affine="beta"``: the
+    shift only, as the original MAML code's ``batch_norm`` defaults (no ``weight`` parameter).
     """
 
     def __init__(
-        self, channels: int, mode: str = "transductive", eps: float = 1e-5, momentum: float = 0.1
+        self,
+        channels: int,
+        mode: str = "transductive",
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: str = "full",
     ):
         super().__init__()
         if mode not in NORM_MODES:
             raise InputError(f"norm mode must be one of {NORM_MODES}, got {mode!r}")
+        if affine not in NORM_AFFINE:
+            raise InputError(f"norm affine must be one of {NORM_AFFINE}, got {affine!r}")
         self.mode = mode
         self.eps = eps
         self.momentum = momentum
-        self.weight = nn.Parameter(torch.ones(channels))
+        if affine == "full":
+            self.weight = nn.Parameter(torch.ones(channels))
+        else:
+            self.register_parameter("weight", None)
         self.bias = nn.Parameter(torch.zeros(channels))
         if mode == "running":
             self.register_buffer("running_mean", torch.zeros(channels))
             self.register_buffer("running_var", torch.ones(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "transductive":
+            # The native kernel with no running statistics: no buffers, so exact second-order
+            # gradients under vmap too (measured equal to the mean/var ops to 9e-14 in float64,
+            # and 1.02-1.32x faster per MAML step).
+            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         if self.mode == "running" and not self.training:
             mean, var = self.running_mean, self.running_var
         else:
@@ -146,10 +173,12 @@ class BatchStatNorm(nn.Module):
                     unbiased = var.detach() * n / max(n - 1, 1)
                     self.running_mean.lerp_(mean.detach(), self.momentum)
                     self.running_var.lerp_(unbiased, self.momentum)
-        inv = torch.rsqrt(var + self.eps)
-        return (x - mean[None, :, None, None]) * (inv * self.weight)[
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight
+        return (x - mean[None, :, None, None]) * scale[None, :, None, None] + self.bias[
             None, :, None, None
-        ] + self.bias[None, :, None, None]
+        ]
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, mode={self.mode!r}, eps={self.eps}"
@@ -161,7 +190,7 @@ class ConvBlock(nn.Module):
     def __init__(self, cin: int, cout: int, cfg: Conv4Config):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, 3, stride=cfg.stride, padding=1)
-        self.norm = BatchStatNorm(cout, cfg.norm, cfg.norm_eps, cfg.norm_momentum)
+        self.norm = BatchStatNorm(cout, cfg.norm, cfg.norm_eps, cfg.norm_momentum, cfg.norm_affine)
         self.max_pool = cfg.max_pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,14 +244,19 @@ class Conv4(BodyHeadModel):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Finn et al.'s init: Xavier-uniform conv kernels, zero biases, unit norm scale."""
+        """Finn et al.'s init: Xavier-uniform conv kernels, zero biases, unit norm scale; the head
+        Xavier-uniform, or N(0, 1) with ``head_init="normal"`` (the original Omniglot code)."""
         for name in BODY_LAYERS:
             block = getattr(self, name)
             nn.init.xavier_uniform_(block.conv.weight)
             nn.init.zeros_(block.conv.bias)
-            nn.init.ones_(block.norm.weight)
+            if block.norm.weight is not None:
+                nn.init.ones_(block.norm.weight)
             nn.init.zeros_(block.norm.bias)
-        nn.init.xavier_uniform_(self.head.weight)
+        if self.config.head_init == "normal":
+            nn.init.normal_(self.head.weight, 0.0, 1.0)
+        else:
+            nn.init.xavier_uniform_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:

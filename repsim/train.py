@@ -56,7 +56,8 @@ class TrainConfig:
     algorithm: str = "maml"
     dataset: str = "omniglot"
     split: str = "maml"
-    rotations: bool = False
+    rotations: bool = False  # 90/180/270-degree copies as extra training classes
+    task_rotations: bool = False  # each class of a task turned by k*90 deg, train and test
     ways: int = 5
     shots: int = 1
     queries: int = 5  # per class, training tasks
@@ -69,7 +70,9 @@ class TrainConfig:
     iterations: int = 2000
     seed: int = 0
     norm: str = "transductive"
-    nil_train_scale: float = 10.0
+    norm_affine: str = "full"  # "full": norm scale and shift; "beta": shift only
+    head_init: str = "xavier"  # "xavier" or "normal" (N(0, 1), the original Omniglot code)
+    nil_train_scale: float = 1.0  # softmax temperature of NIL training (the paper states none)
     multiclass_batch: int = 64
     val_every: int = 250
     val_tasks: int = 100
@@ -147,6 +150,41 @@ PRESETS: dict[str, dict] = {
         test_inner_steps=10,
         outer_lr=1e-3,
         iterations=60000,
+    ),
+    # The original code's Omniglot protocol (Finn et al.'s code as used by Raghu et al.): N(0, 1)
+    # head, shift-only norm, every class of a task turned by a random multiple of 90 degrees at
+    # training and at test, 5 inner steps in training and 10 at test, Adam 1e-3, one query per
+    # class, alpha = 0.4 (5-way) / 0.1 (20-way) mapped to the mean loss (inner_lr = N * alpha).
+    # One deviation: the 'maml' split keeps 100 of the 1,200 training characters for validation.
+    "paper-omniglot-5way": dict(
+        dataset="omniglot",
+        ways=5,
+        shots=1,
+        queries=1,
+        meta_batch=32,
+        inner_lr=2.0,
+        inner_steps=5,
+        test_inner_steps=10,
+        outer_lr=1e-3,
+        iterations=60000,
+        head_init="normal",
+        norm_affine="beta",
+        task_rotations=True,
+    ),
+    "paper-omniglot-20way": dict(
+        dataset="omniglot",
+        ways=20,
+        shots=1,
+        queries=1,
+        meta_batch=16,
+        inner_lr=2.0,
+        inner_steps=5,
+        test_inner_steps=10,
+        outer_lr=1e-3,
+        iterations=60000,
+        head_init="normal",
+        norm_affine="beta",
+        task_rotations=True,
     ),
     "cpu": dict(
         dataset="omniglot",
@@ -386,8 +424,12 @@ def train(
         "val" if cfg.split == "maml" else ("test" if cfg.split == "vinyals" else "evaluation")
     )
     val_classes = load_classes(cfg.dataset, cfg.split, val_part, cfg.data_dir)
-    train_sampler = TaskSampler(train_classes, cfg.ways, cfg.shots, cfg.queries, cfg.seed)
-    val_sampler = TaskSampler(val_classes, cfg.ways, cfg.shots, cfg.test_queries, seed=1000)
+    train_sampler = TaskSampler(
+        train_classes, cfg.ways, cfg.shots, cfg.queries, cfg.seed, rotate=cfg.task_rotations
+    )
+    val_sampler = TaskSampler(
+        val_classes, cfg.ways, cfg.shots, cfg.test_queries, seed=1000, rotate=cfg.task_rotations
+    )
     split_meta = {
         "train": {
             k: train_classes.meta.get(k)
@@ -398,7 +440,10 @@ def train(
     }
 
     model_ways = train_classes.n_classes if cfg.algorithm == "multiclass" else cfg.ways
-    model = Conv4(Conv4Config.for_dataset(cfg.dataset, model_ways, norm=cfg.norm)).to(device)
+    model_cfg = Conv4Config.for_dataset(
+        cfg.dataset, model_ways, norm=cfg.norm, norm_affine=cfg.norm_affine, head_init=cfg.head_init
+    )
+    model = Conv4(model_cfg).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.outer_lr)
     names = adapted_parameter_names(model, cfg.algorithm) if cfg.algorithm in EPISODIC else []
     vmap = use_vmap(cfg)
@@ -409,12 +454,15 @@ def train(
     metrics_path = out / "metrics.jsonl"
     if resume and (out / "last.safetensors").exists():
         tensors, record = ckpt.read_checkpoint(out / "last.safetensors")
-        # a run may be extended: more iterations, more checkpoints along the way
-        extendable = {"iterations", "checkpoint_at"}
+        # a run may be extended (more iterations, more checkpoints along the way) and moved
+        # (another data folder, device or thread count); a key an older record lacks has the
+        # default it was trained with
+        free = {"iterations", "checkpoint_at", "data_dir", "device", "threads"}
+        before = {**TrainConfig().to_dict(), **record["train"]}
         diff = {
-            k: (record["train"].get(k), v)
+            k: (before.get(k), v)
             for k, v in cfg.to_dict().items()
-            if record["train"].get(k) != v and k not in extendable
+            if before.get(k) != v and k not in free
         }
         if diff:
             raise InputError(f"cannot resume {out}: its config differs in {diff}")

@@ -277,7 +277,8 @@ def build_tasks(
             f"{ways}-way tasks need {ways} classes, the images have "
             f"{classes.n_classes}: use --ways {classes.n_classes} or more classes"
         )
-    sampler = data.TaskSampler(classes, ways=ways, shots=shots, queries=queries, seed=args.seed)
+    rotate = bool(setting(config, "task_rotations", False))  # the protocol it was trained with
+    sampler = data.TaskSampler(classes, ways, shots, queries, seed=args.seed, rotate=rotate)
     tasks = [sampler.task(i) for i in range(args.tasks)]
     meta = {
         **source,

@@ -36,6 +36,30 @@ def register(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="add 90/180/270-degree rotations as extra training classes",
     )
+    p.add_argument(
+        "--task-rotations",
+        action="store_true",
+        default=None,
+        help="turn each class of a task by a random multiple of 90 degrees (train and test)",
+    )
+    p.add_argument(
+        "--head-init",
+        choices=("xavier", "normal"),
+        default=None,
+        help="head init: xavier (default) or normal, N(0, 1) as the original Omniglot code",
+    )
+    p.add_argument(
+        "--norm-affine",
+        choices=("full", "beta"),
+        default=None,
+        help="norm parameters: full (scale and shift, default) or beta (shift only, original)",
+    )
+    p.add_argument(
+        "--nil-train-scale",
+        type=float,
+        default=None,
+        help="softmax temperature of NIL training (default 1; the paper states none)",
+    )
     p.add_argument("--ways", type=int, default=None)
     p.add_argument("--shots", type=int, default=None)
     p.add_argument("--queries", type=int, default=None, help="query examples per class (training)")
@@ -90,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
         "dataset",
         "split",
         "rotations",
+        "task_rotations",
+        "head_init",
+        "norm_affine",
+        "nil_train_scale",
         "ways",
         "shots",
         "queries",

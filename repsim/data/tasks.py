@@ -63,17 +63,31 @@ class TaskSampler:
     ``task(i)`` picks ``ways`` distinct classes (their order gives the labels ``0..N-1``), then
     ``shots + queries`` distinct images of each class (the first ``shots`` are support), and
     shuffles the order of the support and of the query examples.
+
+    ``rotate=True`` turns every image of a class in a task by the same random multiple of 90
+    degrees (counter-clockwise), drawn per class per task after the other draws, as the original
+    MAML code does for Omniglot at meta-training and at meta-testing. Without it the tasks are
+    unchanged, image for image.
     """
 
     def __init__(
-        self, classes: ClassImages, ways: int, shots: int, queries: int, seed: int = 0
+        self,
+        classes: ClassImages,
+        ways: int,
+        shots: int,
+        queries: int,
+        seed: int = 0,
+        rotate: bool = False,
     ) -> None:
         self.classes = classes
         self.ways = _check_positive("ways", ways)
         self.shots = _check_positive("shots", shots)
         self.queries = _check_positive("queries", queries, minimum=0)
         self.seed = _check_positive("seed", seed, minimum=0)
+        self.rotate = bool(rotate)
         m = classes.meta
+        if self.rotate and classes.images.shape[-1] != classes.images.shape[-2]:
+            raise InputError(f"rotate needs square images, got {classes.images.shape[-2:]}")
         if self.ways > classes.n_classes:
             raise InputError(
                 f"ways={self.ways} is more than the {classes.n_classes} classes of "
@@ -95,17 +109,19 @@ class TaskSampler:
             "shots": self.shots,
             "queries": self.queries,
             "seed": self.seed,
+            "rotate": self.rotate,
             **{k: v for k, v in m.items()},
         }
 
     def __repr__(self) -> str:
         return (
             f"TaskSampler({self.ways}-way {self.shots}-shot, {self.queries} queries, "
-            f"seed={self.seed}, {self.classes!r})"
+            f"seed={self.seed}{', rotate' if self.rotate else ''}, {self.classes!r})"
         )
 
-    def _choose(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Class ids ``[N]``, image ids ``[N, K+Q]`` and the support / query orders of a task."""
+    def _choose(self, index: int) -> tuple[np.ndarray, ...]:
+        """Class ids ``[N]``, image ids ``[N, K+Q]``, the support / query orders of a task and
+        the quarter turns ``[N]`` of each class (zeros unless ``rotate``)."""
         if isinstance(index, bool) or int(index) != index or index < 0:
             raise InputError(f"task index must be an integer >= 0, got {index!r}")
         rng = np.random.default_rng([self.seed, int(index), self._stream])
@@ -113,7 +129,9 @@ class TaskSampler:
         cls = rng.choice(self.classes.n_classes, size=n, replace=False)
         # K+Q distinct images per class: the first K+Q of a random ordering of each row.
         img = np.argsort(rng.random((n, self.classes.n_per_class)), axis=1)[:, : k + q]
-        return cls, img, rng.permutation(n * k), rng.permutation(n * q)
+        s_perm, q_perm = rng.permutation(n * k), rng.permutation(n * q)
+        turns = rng.integers(0, 4, size=n) if self.rotate else np.zeros(n, dtype=np.int64)
+        return cls, img, s_perm, q_perm, turns
 
     def _assemble(self, indices: Sequence[int]) -> Task:
         """Tasks for ``indices`` stacked as ``[T, ...]``: one gather, one float conversion."""
@@ -121,7 +139,10 @@ class TaskSampler:
         picks = [self._choose(i) for i in indices]
         cls = np.stack([p[0] for p in picks])  # [T, N]
         img = np.stack([p[1] for p in picks])  # [T, N, K+Q]
-        x = self._images[cls[:, :, None], img]  # uint8 [T, N, K+Q, C, H, W]
+        x = self._images[cls[:, :, None], img]  # uint8 [T, N, K+Q, C, H, W], a copy
+        for (ti, ci), turns in np.ndenumerate(np.stack([p[4] for p in picks])):
+            if turns:
+                x[ti, ci] = np.rot90(x[ti, ci], int(turns), axes=(-2, -1))
         t, shape = len(picks), x.shape[3:]
         # Reorder within the task: support = [:, :, :K] in its permuted order, likewise query.
         s_perm = np.stack([p[2] for p in picks])  # [T, N*K] positions in class-major order
