@@ -122,11 +122,13 @@ def build(shape: str, algorithm: str, meta_batch: int, vmap: str, dtype=None):
 def repsim_meta_backward(model, cfg, names, batch, path: bool | None = None) -> None:
     """The trainer's meta-gradient into ``.grad`` (``path``: True = vmap, False = loop, None =
     as training); the loop back-propagates task by task, as the trainer does."""
+    from repsim.inner_loop import InnerLoop
     from repsim.train import episodic_loss, use_vmap
 
     vmap = use_vmap(cfg) if path is None else path
     params = dict(model.named_parameters())
-    episodic_loss(model, params, batch, cfg, names, vmap, backward=True)
+    loop = InnerLoop(tuple(names), cfg.inner_lr, cfg.inner_steps, cfg.first_order)
+    episodic_loss(model, params, batch, loop, vmap, backward=True)
 
 
 def higher_meta_backward(model, cfg, names, batch) -> None:
@@ -176,14 +178,9 @@ def worker(spec: dict) -> dict:
         task = batch
         for i in range(spec["repeats"] + 1):
             t0 = time.process_time()
-            fast = inner_loop.adapt(
-                model,
-                params,
-                task.support_x[i % len(task)],
-                task.support_y[i % len(task)],
-                names,
-                cfg.inner_lr,
-                TEST_STEPS,
+            loop = inner_loop.InnerLoop(tuple(names), cfg.inner_lr, TEST_STEPS)
+            fast = loop.adapt(
+                model, params, task.support_x[i % len(task)], task.support_y[i % len(task)]
             )
             with torch.no_grad():
                 inner_loop.forward(model, fast, task.query_x[i % len(task)]).argmax(-1)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from repsim.errors import CheckpointError
-from repsim.models import Conv4, Conv4Config, adapted_parameter_names
+from repsim.models import Conv4, Conv4Config
 from repsim.protocol import MetaLearner
 
 FORMAT = "repsim-checkpoint"
@@ -172,31 +172,19 @@ def learner_from_model(
     conv1..convk fixed during adaptation (test-time freezing).
     """
 
-    train = record.get("train", {})
-    algorithm = train.get("algorithm", "maml")
-    steps = inner_steps if inner_steps is not None else int(train.get("test_inner_steps", 10))
-    lr = inner_lr if inner_lr is not None else float(train.get("inner_lr", 2.0))
-    names = adapted_parameter_names(model, algorithm, freeze)
-    adapt = partial(_adapt_fn, model, names, lr, steps)
+    from repsim.inner_loop import InnerLoop
+
+    loop = InnerLoop.from_record(model, record, freeze=freeze, steps=inner_steps, lr=inner_lr)
     cfg = model.config
-    config = {
-        **record,
-        "checkpoint": path,
-        "adapt": {"adapted": names, "inner_lr": lr, "inner_steps": steps, "freeze": freeze},
-    }
+    config = {**record, "checkpoint": path, "adapt": {**loop.to_dict(), "freeze": freeze}}
     return MetaLearner(
         module=model,
         analysis_layers=list(model.analysis_layers),
-        adapt=adapt,
+        adapt=partial(loop.adapt, model),
         input_shape=(cfg.in_channels, cfg.image_size, cfg.image_size),
         config=config,
+        inner_loop=loop,
     )
-
-
-def _adapt_fn(model, names, lr, steps, params, support_x, support_y):
-    from repsim.inner_loop import adapt
-
-    return adapt(model, params, support_x, support_y, names, lr, steps)
 
 
 def load_meta_learner(

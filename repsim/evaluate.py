@@ -27,10 +27,8 @@ def mean_ci95(values: Iterable[float]) -> tuple[float, float]:
     return r["mean"], r["half_width"]
 
 
-def task_accuracy(
-    model, params, task, adapted_names, inner_lr: float, steps: int, head: str = "adapt"
-) -> float:
-    """Query accuracy on one task after adapting ``adapted_names`` (or with the NIL head)."""
+def task_accuracy(model, params, task, loop, head: str = "adapt") -> float:
+    """Query accuracy on one task after the inner loop ``loop`` (or with the NIL head)."""
     from repsim import inner_loop
     from repsim.nil import nil_probabilities
 
@@ -41,9 +39,7 @@ def task_accuracy(
             ways = int(task.support_y.max()) + 1
             pred = nil_probabilities(fs, task.support_y, fq, ways).argmax(-1)
     elif head == "adapt":
-        fast = inner_loop.adapt(
-            model, params, task.support_x, task.support_y, adapted_names, inner_lr, steps
-        )
+        fast = loop.adapt(model, params, task.support_x, task.support_y)
         with torch.no_grad():
             pred = inner_loop.forward(model, fast, task.query_x).argmax(-1)
     else:
@@ -66,16 +62,12 @@ def evaluate_model(
     """Accuracy over tasks ``0..tasks-1`` of ``sampler``; returns a JSON-able result dict."""
     from tqdm.auto import tqdm
 
-    from repsim.models import adapted_parameter_names
+    from repsim.inner_loop import InnerLoop
 
-    train = record.get("train", {})
-    algorithm = train.get("algorithm", "maml")
-    steps = int(train.get("test_inner_steps", 10)) if inner_steps is None else inner_steps
-    lr = float(train.get("inner_lr", 2.0)) if inner_lr is None else inner_lr
-    names = adapted_parameter_names(model, algorithm, freeze)
+    loop = InnerLoop.from_record(model, record, freeze=freeze, steps=inner_steps, lr=inner_lr)
     params = {n: p.detach() for n, p in model.named_parameters()}
     accs = [
-        task_accuracy(model, params, sampler.task(i).to(device), names, lr, steps, head)
+        task_accuracy(model, params, sampler.task(i).to(device), loop, head)
         for i in tqdm(range(tasks), disable=not progress, desc="evaluate", leave=False)
     ]
     mean, ci = mean_ci95(accs)
@@ -85,10 +77,10 @@ def evaluate_model(
         "tasks": tasks,
         "head": head,
         "freeze": freeze,
-        "inner_steps": steps,
-        "inner_lr": lr,
-        "adapted": names,
-        "algorithm": algorithm,
+        "inner_steps": loop.steps,
+        "inner_lr": loop.lr,
+        "adapted": list(loop.names),
+        "algorithm": (record.get("train") or {}).get("algorithm", "maml"),
         "per_task": accs,
     }
 

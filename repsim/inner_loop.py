@@ -1,9 +1,17 @@
 """The inner loop: adapt a set of parameters to a task's support set, functionally.
 
-One function serves MAML, first-order MAML, ANIL, BOIL-style body-only adaptation and test-time
-freezing: they differ only in *which* parameters adapt (``repsim.models.adapted_parameter_names``).
-Parameters are plain dicts ``{name: tensor}`` used with ``torch.func.functional_call``, so the
-model stays an ordinary ``nn.Module``.
+One object, :class:`InnerLoop` (which parameters adapt, the rate, the steps, the order and the
+loss), serves MAML, first-order MAML, ANIL, BOIL-style body-only adaptation, test-time freezing
+and the policy-gradient inner step of meta-RL: they differ only in *which* parameters adapt
+(``repsim.models.adapted_parameter_names``) and in the loss. Parameters are plain dicts
+``{name: tensor}`` used with ``torch.func.functional_call``, so the model stays an ordinary
+``nn.Module``. :meth:`InnerLoop.from_record` builds it once from a checkpoint's record.
+
+Example::
+
+    loop = InnerLoop.from_record(model, record)          # the recorded test-time setting
+    fast = loop.adapt(model, params, support_x, support_y)
+    loss, logits = loop.query_loss(model, params, support_x, support_y, query_x, query_y)
 
 Loss scale. The inner loss is the *mean* cross-entropy over the support set. The original MAML
 code (Finn et al. 2017) differentiates the *sum* over the N*K support examples of the
@@ -17,15 +25,19 @@ inner loop touches only the head: this is why ANIL is much cheaper than MAML.
 
 Two paths compute the same meta-gradient:
 
-- :func:`adapt` (a Python loop over tasks, ``torch.autograd.grad``): the default on CPU;
-- :func:`batched_query_losses` (``torch.func.vmap`` over tasks with ``torch.func.grad`` in the
-  inner loop). Exact only with a norm written from mean/var ops (``BatchStatNorm``), never with
-  ``nn.BatchNorm`` (pytorch/functorch#534).
+- :meth:`InnerLoop.adapt` / :meth:`InnerLoop.query_loss` (a Python loop over tasks,
+  ``torch.autograd.grad``): the default on CPU;
+- :meth:`InnerLoop.batched_query_losses` (``torch.func.vmap`` over tasks with
+  ``torch.func.grad`` in the inner loop). Exact only with a norm that has no running-statistics
+  buffers (``BatchStatNorm``), never with ``nn.BatchNorm2d`` (pytorch/functorch#534).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,155 +67,205 @@ def forward(model: nn.Module, params: Params, x: torch.Tensor) -> torch.Tensor:
     return functional_call(model, params, (x,))
 
 
-def adapt(
-    model: nn.Module,
-    params: Params,
-    support_x: torch.Tensor,
-    support_y: torch.Tensor,
-    adapted_names: Iterable[str],
-    inner_lr: float,
-    steps: int,
-    first_order: bool = False,
-    create_graph: bool = False,
-) -> Params:
-    """Fast weights after ``steps`` of gradient descent on the support set's mean cross-entropy.
+def cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The classification inner loss: mean cross-entropy of logits ``(N, ways)``."""
+    return F.cross_entropy(output, target)
 
-    Args:
-        params: every parameter of ``model`` (the meta-init, or any starting point).
-        support_x: ``(N*K, C, H, W)`` images; support_y: ``(N*K,)`` labels in ``0..N-1``.
-        adapted_names: the parameters that change; all others are passed through untouched
-            (the very same tensor objects, so frozen layers stay bit-identical).
-        create_graph: keep the graph of the inner loop for a second-order meta-gradient
-            (MAML). With ``first_order=True`` the inner gradients are treated as constants.
 
-    Returns:
-        a dict with the same keys as ``params``.
+@dataclass(frozen=True)
+class InnerLoop:
+    """How a meta-learner adapts: ``steps`` of gradient descent with rate ``lr`` on ``loss``,
+    changing only the parameters ``names``.
+
+    ``loss(output, target)`` takes the model's output on the support inputs (logits for a
+    classifier, the policy's output for RL) and the targets. ``first_order`` treats the inner
+    gradients as constants in the meta-gradient (FOMAML). Frozen layers and every parameter
+    outside ``names`` pass through as the very same tensor objects.
     """
-    names = list(adapted_names)
-    missing = [n for n in names if n not in params]
-    if missing:
-        raise InputError(
-            f"cannot adapt unknown parameters {missing}; the model has {sorted(params)}"
-        )
-    if steps < 0:
-        raise InputError(f"inner steps must be >= 0, got {steps}")
-    fast = dict(params)
-    if steps == 0 or not names:
-        return fast
-    keep_graph = create_graph and not first_order
-    for n in names:  # at test time the meta-init does not require grad: make it a leaf that does
-        if not fast[n].requires_grad:
-            fast[n] = fast[n].detach().requires_grad_(True)
 
-    with torch.enable_grad():
-        if _head_only(names) and _supports_stages(model):
-            feats = body_features(model, params, support_x)
-            if not keep_graph:
-                feats = feats.detach()
+    names: tuple[str, ...]
+    lr: float
+    steps: int
+    first_order: bool = False
+    loss: Callable[[Any, Any], torch.Tensor] = cross_entropy
 
-            def loss_fn(p: Params) -> torch.Tensor:
-                return F.cross_entropy(
-                    functional_call(model, p, (feats,), {"stage": "head"}), support_y
-                )
+    def __post_init__(self):
+        object.__setattr__(self, "names", tuple(self.names))
+        if self.steps < 0:
+            raise InputError(f"inner steps must be >= 0, got {self.steps}")
+
+    @classmethod
+    def from_record(
+        cls,
+        model: nn.Module,
+        record: dict,
+        phase: str = "test",
+        freeze: int = 0,
+        steps: int | None = None,
+        lr: float | None = None,
+    ) -> InnerLoop:
+        """The inner loop a checkpoint record describes, built once.
+
+        ``record["train"]`` (repsim's records, or an adapter's ``"adapt"`` section) gives the
+        algorithm, the rate and the steps: ``phase="test"`` takes the test-time steps (10 in the
+        paper), ``"train"`` the training steps. ``freeze=k`` keeps conv1..convk fixed
+        (test-time freezing); ``steps`` and ``lr`` override the record.
+        """
+        from repsim.models import adapted_parameter_names
+
+        if phase not in ("train", "test"):
+            raise InputError(f"phase must be 'train' or 'test', got {phase!r}")
+        train = dict(DEFAULTS)
+        train.update({k: v for k, v in (record.get("train") or {}).items() if v is not None})
+        adapt = record.get("adapt") or {}
+        if "adapted" in adapt and "train" not in record:  # an adapter's learner
+            names = list(adapt["adapted"])
+            if freeze:
+                from repsim.models import layer_of
+
+                frozen = {f"conv{i}" for i in range(1, freeze + 1)}
+                names = [n for n in names if layer_of(n) not in frozen]
+            rate = adapt.get("inner_lr", train["inner_lr"])
+            recorded = adapt.get("inner_steps", train["test_inner_steps"])
         else:
-
-            def loss_fn(p: Params) -> torch.Tensor:
-                return F.cross_entropy(forward(model, p, support_x), support_y)
-
-        for _ in range(steps):
-            loss = loss_fn(fast)
-            grads = torch.autograd.grad(loss, [fast[n] for n in names], create_graph=keep_graph)
-            for n, g in zip(names, grads):
-                fast[n] = fast[n] - inner_lr * g
-    if not keep_graph and not any(p.requires_grad for p in params.values()):
-        fast = {n: t.detach() for n, t in fast.items()}
-    return fast
-
-
-def task_query_loss(
-    model: nn.Module,
-    params: Params,
-    support_x: torch.Tensor,
-    support_y: torch.Tensor,
-    query_x: torch.Tensor,
-    query_y: torch.Tensor,
-    adapted_names: Iterable[str],
-    inner_lr: float,
-    steps: int,
-    first_order: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """MAML's outer objective for one task: (query loss after adaptation, query accuracy)."""
-    fast = adapt(
-        model,
-        params,
-        support_x,
-        support_y,
-        adapted_names,
-        inner_lr,
-        steps,
-        first_order=first_order,
-        create_graph=True,
-    )
-    logits = forward(model, fast, query_x)
-    loss = F.cross_entropy(logits, query_y)
-    acc = (logits.argmax(-1) == query_y).float().mean()
-    return loss, acc.detach()
-
-
-def _adapt_one_task(
-    model: nn.Module,
-    params: Params,
-    names: list[str],
-    inner_lr: float,
-    steps: int,
-    first_order: bool,
-    support_x: torch.Tensor,
-    support_y: torch.Tensor,
-) -> Params:
-    """The inner loop with ``torch.func.grad`` (composable with vmap); returns the full dict."""
-    fixed = {n: t for n, t in params.items() if n not in names}
-    fast = {n: params[n] for n in names}
-    if _head_only(names) and _supports_stages(model):
-        inputs, kwargs = body_features(model, params, support_x), {"stage": "head"}
-    else:
-        inputs, kwargs = support_x, {}
-
-    def support_loss(adapted: Params) -> torch.Tensor:
-        return F.cross_entropy(
-            functional_call(model, {**fixed, **adapted}, (inputs,), kwargs), support_y
+            names = adapted_parameter_names(model, train["algorithm"], freeze)
+            rate = train["inner_lr"]
+            recorded = train["test_inner_steps" if phase == "test" else "inner_steps"]
+        return cls(
+            names=tuple(names),
+            lr=float(rate if lr is None else lr),
+            steps=int(recorded if steps is None else steps),
+            first_order=train["algorithm"] == "fomaml",
         )
 
-    for _ in range(steps):
-        grads = torch.func.grad(support_loss)(fast)
-        if first_order:
-            grads = {n: g.detach() for n, g in grads.items()}
-        fast = {n: fast[n] - inner_lr * grads[n] for n in names}
-    return {**fixed, **fast}
+    def replace(self, **changes) -> InnerLoop:
+        """A copy with some settings changed (``steps=``, ``names=``, ``lr=`` ...)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """The JSON-able settings (the loss by name)."""
+        return {
+            "adapted": list(self.names),
+            "inner_lr": self.lr,
+            "inner_steps": self.steps,
+            "first_order": self.first_order,
+            "loss": getattr(self.loss, "__name__", type(self.loss).__name__),
+        }
+
+    @property
+    def head_only(self) -> bool:
+        return _head_only(self.names)
+
+    def adapt(
+        self,
+        model: nn.Module,
+        params: Params,
+        support_x: torch.Tensor,
+        support_y: Any,
+        create_graph: bool = False,
+    ) -> Params:
+        """Fast weights after the inner loop on the support set.
+
+        Args:
+            params: every parameter of ``model`` (the meta-init, or any starting point).
+            support_x: the support inputs, e.g. ``(N*K, C, H, W)`` images; support_y: the
+                targets the loss takes, e.g. ``(N*K,)`` labels in ``0..N-1``.
+            create_graph: keep the graph of the inner loop for a second-order meta-gradient
+                (MAML). With ``first_order=True`` the inner gradients are treated as constants.
+
+        Returns:
+            a dict with the same keys as ``params``.
+        """
+        names = list(self.names)
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise InputError(
+                f"cannot adapt unknown parameters {missing}; the model has {sorted(params)}"
+            )
+        fast = dict(params)
+        if self.steps == 0 or not names:
+            return fast
+        keep_graph = create_graph and not self.first_order
+        for n in names:  # at test time the meta-init does not require grad: make it a leaf
+            if not fast[n].requires_grad:
+                fast[n] = fast[n].detach().requires_grad_(True)
+
+        with torch.enable_grad():
+            if self.head_only and _supports_stages(model):  # ANIL: the body runs once
+                inputs, kwargs = body_features(model, params, support_x), {"stage": "head"}
+                if not keep_graph:
+                    inputs = inputs.detach()
+            else:
+                inputs, kwargs = support_x, {}
+            for _ in range(self.steps):
+                loss = self.loss(functional_call(model, fast, (inputs,), kwargs), support_y)
+                grads = torch.autograd.grad(loss, [fast[n] for n in names], create_graph=keep_graph)
+                for n, g in zip(names, grads):
+                    fast[n] = fast[n] - self.lr * g
+        if not keep_graph and not any(p.requires_grad for p in params.values()):
+            fast = {n: t.detach() for n, t in fast.items()}
+        return fast
+
+    def query_loss(
+        self,
+        model: nn.Module,
+        params: Params,
+        support_x: torch.Tensor,
+        support_y: Any,
+        query_x: torch.Tensor,
+        query_y: Any,
+    ) -> tuple[torch.Tensor, Any]:
+        """MAML's outer objective for one task: (query loss after adaptation, query output).
+
+        The loss keeps the graph through the inner loop (second order unless ``first_order``).
+        """
+        fast = self.adapt(model, params, support_x, support_y, create_graph=True)
+        output = forward(model, fast, query_x)
+        return self.loss(output, query_y), output
+
+    def _adapt_functional(self, model: nn.Module, params: Params, support_x, support_y) -> Params:
+        """The inner loop with ``torch.func.grad`` (composable with vmap)."""
+        names = list(self.names)
+        fixed = {n: t for n, t in params.items() if n not in names}
+        fast = {n: params[n] for n in names}
+        if self.head_only and _supports_stages(model):
+            inputs, kwargs = body_features(model, params, support_x), {"stage": "head"}
+        else:
+            inputs, kwargs = support_x, {}
+
+        def support_loss(adapted: Params) -> torch.Tensor:
+            output = functional_call(model, {**fixed, **adapted}, (inputs,), kwargs)
+            return self.loss(output, support_y)
+
+        for _ in range(self.steps):
+            grads = torch.func.grad(support_loss)(fast)
+            if self.first_order:
+                grads = {n: g.detach() for n, g in grads.items()}
+            fast = {n: fast[n] - self.lr * grads[n] for n in names}
+        return {**fixed, **fast}
+
+    def batched_query_losses(
+        self,
+        model: nn.Module,
+        params: Params,
+        support_x: torch.Tensor,
+        support_y: torch.Tensor,
+        query_x: torch.Tensor,
+        query_y: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vmap path: query losses ``(tasks,)`` and query outputs ``[T, ...]``.
+
+        Inputs carry a leading task dimension: ``support_x [T, N*K, C, H, W]`` etc. The losses
+        are differentiable with respect to ``params`` (second order unless ``first_order``).
+        """
+
+        def one_task(sx, sy, qx, qy):
+            fast = self._adapt_functional(model, params, sx, sy)
+            output = forward(model, fast, qx)
+            return self.loss(output, qy), output
+
+        return torch.func.vmap(one_task)(support_x, support_y, query_x, query_y)
 
 
-def batched_query_losses(
-    model: nn.Module,
-    params: Params,
-    support_x: torch.Tensor,
-    support_y: torch.Tensor,
-    query_x: torch.Tensor,
-    query_y: torch.Tensor,
-    adapted_names: Iterable[str],
-    inner_lr: float,
-    steps: int,
-    first_order: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The vmap path: query losses and accuracies ``(tasks,)`` for a batch of tasks.
-
-    Inputs carry a leading task dimension: ``support_x [T, N*K, C, H, W]`` etc. The result is
-    differentiable with respect to ``params`` (second order unless ``first_order``).
-    """
-    names = list(adapted_names)
-
-    def one_task(sx, sy, qx, qy):
-        fast = _adapt_one_task(model, params, names, inner_lr, steps, first_order, sx, sy)
-        logits = forward(model, fast, qx)
-        return F.cross_entropy(logits, qy), (logits.argmax(-1) == qy).float().mean()
-
-    losses, accs = torch.func.vmap(one_task)(support_x, support_y, query_x, query_y)
-    return losses, accs.detach()
+# What a record that lacks a setting was trained with (repsim's defaults; see TrainConfig).
+DEFAULTS = {"algorithm": "maml", "inner_lr": 2.0, "inner_steps": 5, "test_inner_steps": 10}

@@ -19,9 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from repsim.inner_loop import InnerLoop
 
 Params = dict[str, torch.Tensor]
 AdaptFn = Callable[[Params, torch.Tensor, torch.Tensor], Params]
@@ -39,6 +43,7 @@ class MetaLearner:
     adapt: AdaptFn = no_adaptation
     input_shape: tuple[int, int, int] = (1, 28, 28)
     config: dict = field(default_factory=dict)
+    inner_loop: InnerLoop | None = None  # the settings behind ``adapt``, when it is one
 
     def meta_params(self) -> Params:
         """The meta-initialisation: every parameter of ``module``, detached."""

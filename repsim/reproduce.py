@@ -409,7 +409,7 @@ def speed(rp: Reproduction) -> dict:
     from repsim import inner_loop
     from repsim.checkpoint import load_checkpoint
     from repsim.data import TaskSampler
-    from repsim.models import adapted_parameter_names
+    from repsim.inner_loop import InnerLoop
     from repsim.train import TrainConfig, episodic_loss, use_vmap
 
     run = rp.runs_of("maml")[0]
@@ -424,24 +424,18 @@ def speed(rp: Reproduction) -> dict:
     try:
         for algorithm in ("maml", "anil"):
             cfg = TrainConfig(**{**_config_fields(tr), "algorithm": algorithm})
-            names = adapted_parameter_names(model, algorithm)
+            record = {"train": cfg.to_dict()}
+            train_loop = InnerLoop.from_record(model, record, phase="train")
+            test_loop = InnerLoop.from_record(model, record, phase="test")
             params = dict(model.named_parameters())
 
-            def train_step(params=params, names=names, cfg=cfg):
-                episodic_loss(model, params, batch, cfg, names, use_vmap(cfg), backward=True)
+            def train_step(params=params, loop=train_loop, cfg=cfg):
+                episodic_loss(model, params, batch, loop, use_vmap(cfg), backward=True)
                 model.zero_grad(set_to_none=True)
 
-            def test_adapt(params=params, names=names):
+            def test_adapt(params=params, loop=test_loop):
                 p = {n: v.detach() for n, v in params.items()}
-                fast = inner_loop.adapt(
-                    model,
-                    p,
-                    task.support_x,
-                    task.support_y,
-                    names,
-                    tr["inner_lr"],
-                    tr["test_inner_steps"],
-                )
+                fast = loop.adapt(model, p, task.support_x, task.support_y)
                 inner_loop.forward(model, fast, task.query_x)
 
             out[algorithm] = {

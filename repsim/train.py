@@ -241,56 +241,40 @@ def use_vmap(cfg: TrainConfig) -> bool:
 # --- objectives -------------------------------------------------------------------------------
 
 
-def episodic_loss(
-    model, params, batch, cfg: TrainConfig, names, vmap: bool, backward: bool = False
-):
-    """Mean query loss and accuracy over a batch of tasks ``[T, ...]`` after adaptation.
+def episodic_loss(model, params, batch, loop, vmap: bool, backward: bool = False):
+    """Mean query loss and accuracy over a batch of tasks ``[T, ...]`` after the inner loop
+    ``loop`` (a :class:`repsim.inner_loop.InnerLoop`).
 
     ``backward=True`` also accumulates the meta-gradient into ``.grad`` and returns the loss
     detached. On the loop path each task is back-propagated as soon as its loss exists, so only
     one task's second-order graph is alive at a time (several times less memory than summing
     the losses first; the gradient is the same up to float summation order).
     """
-    from repsim import inner_loop
-
     if vmap:
-        losses, accs = inner_loop.batched_query_losses(
-            model,
-            params,
-            batch.support_x,
-            batch.support_y,
-            batch.query_x,
-            batch.query_y,
-            names,
-            cfg.inner_lr,
-            cfg.inner_steps,
-            cfg.first_order,
+        losses, logits = loop.batched_query_losses(
+            model, params, batch.support_x, batch.support_y, batch.query_x, batch.query_y
         )
         loss = losses.mean()
         if backward:
             loss.backward()
             loss = loss.detach()
-        return loss, accs.mean()
+        return loss, (logits.argmax(-1) == batch.query_y).float().mean().detach()
     total, acc = 0.0, 0.0
     n = len(batch)
     for t in range(n):
-        loss, a = inner_loop.task_query_loss(
+        loss, logits = loop.query_loss(
             model,
             params,
             batch.support_x[t],
             batch.support_y[t],
             batch.query_x[t],
             batch.query_y[t],
-            names,
-            cfg.inner_lr,
-            cfg.inner_steps,
-            cfg.first_order,
         )
         if backward:
             (loss / n).backward()
             loss = loss.detach()
         total = total + loss
-        acc = acc + a  # on-device: no host sync per task
+        acc = acc + (logits.argmax(-1) == batch.query_y[t]).float().mean().detach()  # no sync
     return total / n, acc / n
 
 
@@ -335,22 +319,13 @@ def multiclass_batch(classes, iteration: int, seed: int, batch_size: int, device
 def validate(model, sampler, cfg: TrainConfig, n_tasks: int, device) -> float:
     """Mean query accuracy on the fixed tasks ``0..n_tasks-1`` of the validation sampler."""
     from repsim.evaluate import task_accuracy
-    from repsim.models import adapted_parameter_names
+    from repsim.inner_loop import InnerLoop
 
     head = "nil" if cfg.algorithm in ("nil",) else "adapt"
-    names = adapted_parameter_names(model, cfg.algorithm)
+    loop = InnerLoop.from_record(model, {"train": cfg.to_dict()}, phase="test")
     params = {n: p.detach() for n, p in model.named_parameters()}
     accs = [
-        task_accuracy(
-            model,
-            params,
-            sampler.task(i).to(device),
-            names,
-            cfg.inner_lr,
-            cfg.test_inner_steps,
-            head=head,
-        )
-        for i in range(n_tasks)
+        task_accuracy(model, params, sampler.task(i).to(device), loop, head) for i in range(n_tasks)
     ]
     return float(np.mean(accs))
 
@@ -407,7 +382,8 @@ def train(
     from repsim import checkpoint as ckpt
     from repsim import distributed
     from repsim.data import TaskSampler, load_classes
-    from repsim.models import Conv4, Conv4Config, adapted_parameter_names
+    from repsim.inner_loop import InnerLoop
+    from repsim.models import Conv4, Conv4Config
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -445,7 +421,7 @@ def train(
     )
     model = Conv4(model_cfg).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.outer_lr)
-    names = adapted_parameter_names(model, cfg.algorithm) if cfg.algorithm in EPISODIC else []
+    loop = InnerLoop.from_record(model, {"train": cfg.to_dict()}, phase="train")
     vmap = use_vmap(cfg)
     if main:
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
@@ -522,7 +498,7 @@ def train(
             if cfg.algorithm in EPISODIC:  # back-propagates task by task (see episodic_loss)
                 batch = train_sampler.batch(tasks, device)
                 params = dict(model.named_parameters())
-                loss, acc = episodic_loss(model, params, batch, cfg, names, vmap, backward=True)
+                loss, acc = episodic_loss(model, params, batch, loop, vmap, backward=True)
             elif cfg.algorithm == "multitask":
                 batch = train_sampler.batch(tasks, device)
                 loss, acc = multitask_loss(model, batch)

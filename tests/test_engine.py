@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from repsim import inner_loop
+from repsim.inner_loop import InnerLoop
 from repsim.models import Conv4, Conv4Config, adapted_parameter_names
 
 
@@ -29,9 +29,8 @@ def meta_loss(model, params, data, names, first_order=False, steps=2, lr=0.5):
     sx, sy, qx, qy = data
     total = 0.0
     for t in range(sx.shape[0]):
-        loss, _ = inner_loop.task_query_loss(
-            model, params, sx[t], sy[t], qx[t], qy[t], names, lr, steps, first_order
-        )
+        loop = InnerLoop(names, lr, steps, first_order)
+        loss, _ = loop.query_loss(model, params, sx[t], sy[t], qx[t], qy[t])
         total = total + loss
     return total / sx.shape[0]
 
@@ -85,9 +84,10 @@ def test_anil_body_once_equals_full_forward_inner_loop():
     sx, sy, _, _ = tiny_tasks()
     params = {n: p.detach() for n, p in model.named_parameters()}
     names = adapted_parameter_names(model, "anil")
-    fast = inner_loop.adapt(model, params, sx[0], sy[0], names, 0.5, 3)
+    loop = InnerLoop(names, 0.5, 3)
+    fast = loop.adapt(model, params, sx[0], sy[0])
     model.supports_stages = False  # instance attribute: forces the generic path
-    slow = inner_loop.adapt(model, params, sx[0], sy[0], names, 0.5, 3)
+    slow = loop.adapt(model, params, sx[0], sy[0])
     for n in names:
         torch.testing.assert_close(fast[n], slow[n], rtol=1e-12, atol=1e-12)
 
@@ -101,7 +101,7 @@ def test_loop_and_vmap_meta_gradients_agree(algorithm, first_order):
     names = adapted_parameter_names(model, algorithm)
     loop = meta_grad(model, data, names, first_order)
     params = {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()}
-    losses, _ = inner_loop.batched_query_losses(model, params, *data, names, 0.5, 2, first_order)
+    losses, _ = InnerLoop(names, 0.5, 2, first_order).batched_query_losses(model, params, *data)
     vm = dict(zip(params, torch.autograd.grad(losses.mean(), list(params.values()))))
     for n in params:
         torch.testing.assert_close(vm[n], loop[n], rtol=1e-9, atol=1e-12)
@@ -113,7 +113,7 @@ def test_frozen_layers_stay_bit_identical_through_adaptation(freeze):
     sx, sy, _, _ = tiny_tasks()
     params = {n: p.detach() for n, p in model.named_parameters()}
     names = adapted_parameter_names(model, "maml", freeze=freeze)
-    fast = inner_loop.adapt(model, params, sx[0], sy[0], names, 0.5, 5)
+    fast = InnerLoop(names, 0.5, 5).adapt(model, params, sx[0], sy[0])
     for n, p in params.items():
         layer = n.split(".")[0]
         frozen = layer in {f"conv{k}" for k in range(1, freeze + 1)} or ".norm." in n
@@ -275,12 +275,12 @@ def test_task_by_task_backward_gives_the_summed_meta_gradient(vmap):
     model = tiny_model()
     batch = Task(*tiny_tasks(tasks=3))
     cfg = TrainConfig(ways=3, inner_lr=0.5, inner_steps=2)
-    names = adapted_parameter_names(model, "maml")
-    loss, _ = episodic_loss(model, dict(model.named_parameters()), batch, cfg, names, vmap)
+    loop = InnerLoop.from_record(model, {"train": cfg.to_dict()}, phase="train")
+    loss, _ = episodic_loss(model, dict(model.named_parameters()), batch, loop, vmap)
     summed = torch.autograd.grad(loss, list(model.parameters()))
     model.zero_grad()
     streamed, _ = episodic_loss(
-        model, dict(model.named_parameters()), batch, cfg, names, vmap, backward=True
+        model, dict(model.named_parameters()), batch, loop, vmap, backward=True
     )
     assert not streamed.requires_grad
     torch.testing.assert_close(streamed, loss.detach())

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from repsim import inner_loop
+from repsim.inner_loop import InnerLoop
 from repsim.models import Conv4, Conv4Config, adapted_parameter_names
 
 higher = pytest.importorskip("higher")
@@ -54,19 +54,13 @@ def _higher_grads(model, data, names, first_order):
 def _repsim_grads(model, data, names, first_order, vmap):
     sx, sy, qx, qy = data
     params = dict(model.named_parameters())
+    loop = InnerLoop(names, LR, STEPS, first_order)
     if vmap:
-        losses, _ = inner_loop.batched_query_losses(
-            model, params, sx, sy, qx, qy, names, LR, STEPS, first_order
-        )
+        losses, _ = loop.batched_query_losses(model, params, sx, sy, qx, qy)
         loss = losses.mean()
     else:
         loss = (
-            sum(
-                inner_loop.task_query_loss(
-                    model, params, sx[t], sy[t], qx[t], qy[t], names, LR, STEPS, first_order
-                )[0]
-                for t in range(TASKS)
-            )
+            sum(loop.query_loss(model, params, sx[t], sy[t], qx[t], qy[t])[0] for t in range(TASKS))
             / TASKS
         )
     return dict(zip(params, torch.autograd.grad(loss, list(params.values()))))

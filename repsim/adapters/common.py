@@ -88,12 +88,6 @@ def select_adapted(net: ConvNet, which: str) -> list[str]:
     raise CheckpointError(f"adapted must be one of {ADAPTED_CHOICES}, got {which!r}")
 
 
-def _gradient_adapt(net, names, lr, steps, params, support_x, support_y):
-    from repsim.inner_loop import adapt
-
-    return adapt(net, params, support_x, support_y, names, lr, steps)
-
-
 def make_learner(
     spec: NetSpec,
     tensors: dict[str, torch.Tensor],
@@ -116,7 +110,10 @@ def make_learner(
     names = select_adapted(net, adapted)
     if inner_steps < 0:
         raise CheckpointError(f"inner steps must be >= 0, got {inner_steps}")
-    fn = adapt or partial(_gradient_adapt, net, names, float(inner_lr), int(inner_steps))
+    from repsim.inner_loop import InnerLoop
+
+    loop = InnerLoop(tuple(names), float(inner_lr), int(inner_steps))
+    fn = adapt or partial(loop.adapt, net)
     record = {
         "format": family,
         "checkpoint": source,
@@ -131,5 +128,6 @@ def make_learner(
         analysis_layers=list(net.analysis_layers),
         adapt=fn,
         input_shape=(spec.in_channels, spec.image_size, spec.image_size),
+        inner_loop=None if adapt else loop,
         config=record,
     )

@@ -1,0 +1,141 @@
+"""The original code's protocol as options: N(0, 1) head, shift-only norm, per-task rotations,
+the NIL-training temperature, the paper presets, and one inner loop built from a record."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from repsim.data import ClassImages, TaskSampler
+from repsim.errors import InputError
+from repsim.inner_loop import InnerLoop
+from repsim.models import Conv4, Conv4Config
+from repsim.train import PRESETS, TrainConfig, config_from_preset
+
+
+def _classes(n_classes: int = 8, per_class: int = 6, side: int = 6) -> ClassImages:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n_classes, per_class, 1, side, side), dtype=np.uint8)
+    names = [f"c{i}" for i in range(n_classes)]
+    meta = {"dataset": "synthetic", "split": "s", "part": "train", "rotations": False}
+    return ClassImages(images, names, meta)
+
+
+def test_normal_head_init_draws_unit_variance_weights_and_xavier_stays_the_default():
+    torch.manual_seed(0)
+    normal = Conv4(Conv4Config.omniglot(20, head_init="normal"))
+    xavier = Conv4(Conv4Config.omniglot(20))
+    assert normal.head.weight.std().item() == pytest.approx(1.0, abs=0.05)
+    bound = (6 / (64 + 20)) ** 0.5  # Xavier-uniform bound for a 64 -> 20 layer
+    assert xavier.head.weight.abs().max().item() <= bound
+    assert torch.all(normal.head.bias == 0)
+
+
+def test_beta_norm_has_a_shift_and_no_scale():
+    model = Conv4(Conv4Config.omniglot(5, norm_affine="beta"))
+    names = {n for n, _ in model.named_parameters()}
+    assert "conv1.norm.bias" in names and "conv1.norm.weight" not in names
+    x = torch.rand(10, 64, 3, 3, dtype=torch.float64)
+    norm = model.conv2.norm.double()
+    with torch.no_grad():
+        norm.bias.fill_(0.5)
+    y = norm(x)  # per channel: mean 0.5 (the shift), variance 1 (no scale)
+    torch.testing.assert_close(y.mean(dim=(0, 2, 3)), torch.full((64,), 0.5, dtype=x.dtype))
+    var = (y - 0.5).pow(2).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(var, torch.ones(64, dtype=x.dtype), rtol=1e-4, atol=1e-4)
+
+
+def test_unknown_protocol_values_are_refused_by_name():
+    with pytest.raises(InputError, match="norm_affine"):
+        Conv4Config.omniglot(5, norm_affine="gamma")
+    with pytest.raises(InputError, match="head_init"):
+        Conv4Config.omniglot(5, head_init="kaiming")
+
+
+def test_rotated_tasks_turn_every_image_of_a_class_by_the_same_quarter_turns():
+    classes = _classes()
+    plain = TaskSampler(classes, 4, 2, 3, seed=5)
+    turned = TaskSampler(classes, 4, 2, 3, seed=5, rotate=True)
+    seen = set()
+    for i in range(12):
+        a, b = plain.task(i), turned.task(i)
+        assert torch.equal(a.support_y, b.support_y) and torch.equal(a.query_y, b.query_y)
+        for label in range(4):
+            xs = torch.cat([a.support_x[a.support_y == label], a.query_x[a.query_y == label]])
+            ys = torch.cat([b.support_x[b.support_y == label], b.query_x[b.query_y == label]])
+            ks = [k for k in range(4) if torch.equal(torch.rot90(xs, k, (-2, -1)), ys)]
+            assert len(ks) == 1  # one turn for the whole class, support and query alike
+            seen.add(ks[0])
+    assert seen == {0, 1, 2, 3}
+
+
+def test_rotation_is_a_pure_function_of_the_task_index():
+    classes = _classes()
+    a = TaskSampler(classes, 4, 1, 2, seed=3, rotate=True)
+    b = TaskSampler(classes, 4, 1, 2, seed=3, rotate=True)
+    assert torch.equal(a.task(9).support_x, b.task(9).support_x)
+    assert torch.equal(a.batch([2, 9]).query_x[1], b.task(9).query_x)
+
+
+def test_paper_presets_record_the_original_protocol():
+    for name, ways in (("paper-omniglot-20way", 20), ("paper-omniglot-5way", 5)):
+        cfg = config_from_preset(name)
+        assert (cfg.ways, cfg.shots, cfg.queries) == (ways, 1, 1)
+        assert (cfg.inner_steps, cfg.test_inner_steps, cfg.outer_lr) == (5, 10, 1e-3)
+        assert cfg.head_init == "normal" and cfg.norm_affine == "beta" and cfg.task_rotations
+        # alpha (0.4 at 5-way, 0.1 at 20-way, on the summed loss / K) mapped to the mean loss
+        assert cfg.inner_lr == pytest.approx(ways * (0.4 if ways == 5 else 0.1))
+    assert PRESETS["paper-omniglot-20way"]["meta_batch"] == 16
+    assert TrainConfig().nil_train_scale == 1.0  # the paper states none: 1 is the primary row
+
+
+def test_inner_loop_from_record_reads_algorithm_rate_steps_and_freezing():
+    model = Conv4(Conv4Config.omniglot(5))
+    record = {"train": {"algorithm": "anil", "inner_lr": 0.7, "inner_steps": 3}}
+    test = InnerLoop.from_record(model, record)
+    assert test.names == ("head.weight", "head.bias") and test.steps == 10 and test.lr == 0.7
+    assert InnerLoop.from_record(model, record, phase="train").steps == 3
+    frozen = InnerLoop.from_record(model, {"train": {"algorithm": "maml"}}, freeze=2, steps=4)
+    assert frozen.steps == 4 and not any(n.startswith(("conv1.", "conv2.")) for n in frozen.names)
+    assert "conv3.conv.weight" in frozen.names
+    assert InnerLoop.from_record(model, {"train": {"algorithm": "fomaml"}}).first_order
+    adapter = {"adapt": {"adapted": ["head.weight"], "inner_lr": 0.1, "inner_steps": 2}}
+    assert InnerLoop.from_record(model, adapter).names == ("head.weight",)
+
+
+@pytest.mark.parametrize("norm_affine", ["beta", "full"])
+def test_training_with_the_paper_protocol_runs_and_is_recorded(tmp_path, norm_affine, monkeypatch):
+    """Real second-order MAML steps on synthetic classes with the original protocol."""
+    import repsim.train as train_mod
+
+    classes = _classes(n_classes=12, per_class=6, side=28)
+    monkeypatch.setattr(
+        "repsim.data.load_classes", lambda *a, **k: classes, raising=True
+    )  # the trainer imports load_classes from repsim.data at call time
+    cfg = TrainConfig(
+        ways=3,
+        shots=1,
+        queries=2,
+        test_queries=2,
+        meta_batch=2,
+        inner_steps=1,
+        test_inner_steps=2,
+        iterations=6,
+        log_every=3,
+        val_tasks=2,
+        val_every=6,
+        head_init="normal",
+        norm_affine=norm_affine,
+        task_rotations=True,
+    )
+    final = train_mod.train(cfg, tmp_path, progress=False)
+    from repsim.checkpoint import load_checkpoint
+
+    model, record = load_checkpoint(final)
+    assert (
+        record["model"]["norm_affine"] == norm_affine and record["model"]["head_init"] == "normal"
+    )
+    assert record["train"]["task_rotations"] is True
+    rows = train_mod.read_metrics(tmp_path / "metrics.jsonl")
+    assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
