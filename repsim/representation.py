@@ -10,7 +10,11 @@ Example::
     from repsim.representation import representation_change
     change = representation_change(learner, tasks, measures=("cca", "cka"))
     change.summary()          # [{layer, measure, mean, ci_low, ci_high, n, n_failed}, ...]
-    change.records            # [{task, layer, measure, value, note}, ...]
+    change.records            # [{task, layer, measure, value, note[, chance]}, ...]
+
+``chance=k`` also gives each record the measure's chance level: the same measure on the same
+shapes with the datapoints of one side permuted, averaged over ``k`` permutations
+(:func:`repsim.similarity.chance_level`).
 
 Similarity near 1 in the body and low in the head is feature reuse; low similarity in the body
 would be rapid learning.
@@ -42,8 +46,16 @@ class RepresentationChange:
     movement: list[dict] = field(default_factory=list)  # {task, layer, abs, rel}
 
     def summary(self, confidence: float = 0.95) -> list[dict]:
-        """Mean and t-interval over tasks per (layer, measure), in layer then measure order."""
-        return summarise(self.records, ("layer", "measure"), "value", confidence)
+        """Mean and t-interval over tasks per (layer, measure), in layer then measure order;
+        with ``chance``, each row also has the mean chance level over tasks."""
+        rows = summarise(self.records, ("layer", "measure"), "value", confidence)
+        if any("chance" in r for r in self.records):
+            chance = {
+                (r["layer"], r["measure"]): r["mean"]
+                for r in summarise(self.records, ("layer", "measure"), "chance", confidence)
+            }
+            rows = [{**r, "chance": chance.get((r["layer"], r["measure"]))} for r in rows]
+        return rows
 
     def movement_summary(self, confidence: float = 0.95) -> list[dict]:
         """Mean and t-interval over tasks of ``||theta_l - theta_l'||`` (abs and rel) per layer."""
@@ -104,24 +116,33 @@ def layer_similarity(
     before: dict[str, torch.Tensor],
     after: dict[str, torch.Tensor],
     measures: Sequence[str],
+    chance: int = 0,
+    seed: int = 0,
 ) -> list[dict]:
     """``[{layer, measure, value, note}]`` comparing ``before[layer]`` with ``after[layer]``.
 
     A measure that refuses the input (e.g. CCA with fewer datapoints than features) gives
-    ``value=NaN`` and its reason in ``note`` instead of stopping the analysis.
+    ``value=NaN`` and its reason in ``note`` instead of stopping the analysis. ``chance=k``
+    adds ``chance``: the measure with after's datapoints permuted (mean of ``k`` orders drawn
+    from ``seed``).
     """
-    from repsim.similarity import get_measure
+    from repsim.similarity import chance_level, get_measure
 
     fns = {m: get_measure(m) for m in measures}
     rows = []
     for layer in before:
         x, y = before[layer].double(), after[layer].double()
         for m, fn in fns.items():
+            row = {"layer": layer, "measure": m}
             try:
-                value, note = float(fn(x, y)), ""
+                row.update(value=float(fn(x, y)), note="")
+                if chance:
+                    row["chance"] = chance_level(fn, x, y, chance, seed)
             except InputError as exc:
-                value, note = math.nan, str(exc)
-            rows.append({"layer": layer, "measure": m, "value": value, "note": note})
+                row.update(value=math.nan, note=str(exc))
+                if chance:
+                    row["chance"] = math.nan
+            rows.append(row)
     return rows
 
 
@@ -139,13 +160,15 @@ def representation_change(
     layers: Sequence[str] | None = None,
     progress: bool = False,
     warn=None,
+    chance: int = 0,
 ) -> RepresentationChange:
     """Adapt on each task's support set and compare every layer before and after.
 
     ``tasks`` yields objects with ``support_x [N*K, C, H, W]``, ``support_y [N*K]``,
     ``query_x``, ``query_y``. ``layers`` defaults to ``learner.analysis_layers``.
     ``warn(message)`` is called once per refused (layer, measure) with the reason (default:
-    print to stderr); ``progress=True`` shows a tqdm bar on stderr.
+    print to stderr); ``progress=True`` shows a tqdm bar on stderr. ``chance=k`` adds each
+    measure's chance level (``k`` permutations per task, seeded by the task's position).
     """
     module: nn.Module = learner.module
     names = resolve_layers(module, layers if layers is not None else learner.analysis_layers)
@@ -173,7 +196,7 @@ def representation_change(
         before, after = capture_before_after(
             module, meta_params, fast_weights, task_inputs(task), names, conv_mode
         )
-        for row in layer_similarity(before, after, measures):
+        for row in layer_similarity(before, after, measures, chance, seed=index):
             result.records.append({"task": index, **row})
             key = (row["layer"], row["measure"])
             if row["note"] and key not in warned:

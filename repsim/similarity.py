@@ -82,7 +82,9 @@ __all__ = [
     "StreamingCCA",
     "StreamingLinearCKA",
     "cca",
+    "cca_98",
     "cca_coefficients",
+    "chance_level",
     "conv_to_2d",
     "get_measure",
     "linear_cka",
@@ -90,6 +92,7 @@ __all__ = [
     "rbf_cka",
     "similarity_matrix",
     "svcca",
+    "truncated_mean",
 ]
 
 Array = Any  # numpy.ndarray | torch.Tensor
@@ -386,14 +389,46 @@ def cca_coefficients(
 
 
 def cca(
-    x: Array, y: Array, *, dtype: torch.dtype = torch.float64, rtol: float | None = None
+    x: Array,
+    y: Array,
+    *,
+    dtype: torch.dtype = torch.float64,
+    rtol: float | None = None,
+    threshold: float | None = None,
 ) -> float:
-    """Mean of all ``min(rank_x, rank_y)`` canonical correlations of x and y, in [0, 1].
+    """Mean of the canonical correlations of x and y, in [0, 1].
 
-    Symmetric and invariant to invertible linear maps of either side. Needs
-    ``rank_x + rank_y <= n - 1`` datapoints; see :func:`cca_coefficients`.
+    ``threshold=None``: the mean of all ``min(rank_x, rank_y)`` coefficients. ``threshold=t``:
+    google/svcca's ``get_cca_similarity(...)["mean"]`` summary, which Raghu et al. (2020) report:
+    with the coefficients ``rho`` in descending order, the mean of ``rho[:i]`` for the first
+    ``i`` at which ``sum(rho[:i]) >= t * sum(rho)`` (all of them if no ``i < len(rho)`` gets
+    there); their default is ``t = 0.98``. Symmetric and invariant to invertible linear maps of
+    either side. Needs ``rank_x + rank_y <= n - 1`` datapoints; see :func:`cca_coefficients`.
     """
-    return float(cca_coefficients(x, y, dtype=dtype, rtol=rtol).mean())
+    rho = cca_coefficients(x, y, dtype=dtype, rtol=rtol)
+    if threshold is None:
+        return float(rho.mean())
+    return truncated_mean(rho, threshold)
+
+
+def truncated_mean(rho: torch.Tensor, threshold: float = 0.98) -> float:
+    """google/svcca's summary of descending coefficients ``rho``: the mean of ``rho[:i]`` for
+    the first ``i`` with ``sum(rho[:i]) >= threshold * sum(rho)`` (``i < len(rho)``; all of
+    ``rho`` when none reaches it). All-zero ``rho`` gives 0."""
+    if not 0.0 < float(threshold) <= 1.0:
+        raise InputError(f"threshold must be in (0, 1], got {threshold!r}")
+    total = float(rho.sum())
+    if total <= 0.0:
+        return 0.0
+    before = torch.cumsum(rho, 0) - rho  # before[i] = sum(rho[:i])
+    hits = torch.nonzero(before >= threshold * total)
+    i = int(hits[0]) if len(hits) else len(rho)
+    return float(rho[:i].mean())
+
+
+def cca_98(x: Array, y: Array, *, dtype: torch.dtype = torch.float64) -> float:
+    """The paper's CCA: google/svcca's mean truncated at 98 % of the coefficients' sum."""
+    return cca(x, y, dtype=dtype, threshold=0.98)
 
 
 def svcca(x: Array, y: Array, keep: float = 0.99, *, dtype: torch.dtype = torch.float64) -> float:
@@ -697,6 +732,7 @@ def conv_to_2d(a: Array, mode: str = "channels") -> Array:
 
 MEASURES: dict[str, Callable[..., float]] = {
     "cca": cca,
+    "cca98": cca_98,
     "svcca": svcca,
     "pwcca": pwcca,
     "cka": linear_cka,
@@ -704,6 +740,34 @@ MEASURES: dict[str, Callable[..., float]] = {
     "rbf_cka": rbf_cka,
     "rbf_cka_debiased": _rbf_cka_debiased,
 }
+
+
+def chance_level(
+    measure: str | Callable[..., float],
+    x: Array,
+    y: Array,
+    permutations: int = 3,
+    seed: int = 0,
+    *,
+    dtype: torch.dtype = torch.float64,
+) -> float:
+    """The measure's value when x and y are unrelated but keep their shapes and spectra: the
+    mean of ``measure(x, y[perm])`` over ``permutations`` random orders of y's datapoints.
+
+    A similarity means something only above this: mean CCA of (80, 5) against (80, 5) is about
+    0.2 for unrelated data, linear CKA of a wide layer with few datapoints is far from 0.
+    ``seed`` makes the permutations reproducible.
+    """
+    fn = get_measure(measure) if isinstance(measure, str) else measure
+    if int(permutations) < 1:
+        raise InputError(f"permutations must be at least 1, got {permutations!r}")
+    tx, ty = _pair(x, y, dtype)
+    g = torch.Generator().manual_seed(int(seed))
+    values = [
+        float(fn(tx, ty[torch.randperm(ty.shape[0], generator=g).to(ty.device)], dtype=dtype))
+        for _ in range(int(permutations))
+    ]
+    return float(np.mean(values))
 
 
 def get_measure(name: str) -> Callable[..., float]:
@@ -776,7 +840,7 @@ def similarity_matrix(
     prep = _preparer(measure, n, dims, kwargs, data_eps)
     pa = {k: prep(t, k) for k, t in la.items()}
     pb = pa if acts_b is None else {k: prep(t, k) for k, t in lb.items()}
-    pair = _pair_fn(measure)
+    pair = _pair_fn(measure, kwargs)
     values = np.empty((len(pa), len(pb)))
     for i, ka in enumerate(pa):
         for j, kb in enumerate(pb):
@@ -788,7 +852,8 @@ def _preparer(
     measure: str, n: int, dims: list[int], kwargs: dict, data_eps: float = 0.0
 ) -> Callable:
     allowed = {
-        "cca": {"rtol"},
+        "cca": {"rtol", "threshold"},
+        "cca98": set(),
         "pwcca": {"rtol"},
         "svcca": {"keep"},
         "cka": {"debiased"},
@@ -802,7 +867,7 @@ def _preparer(
             f"{measure} takes no argument(s) {sorted(extra)}; "
             f"it accepts {sorted(allowed) or 'none'}"
         )
-    if measure == "cca":
+    if measure in ("cca", "cca98"):
         return lambda t, k: _cca_basis(t, k, kwargs.get("rtol"), data_eps)[0]
     if measure == "pwcca":
         return lambda t, k: _pwcca_prepare(t, k, kwargs.get("rtol"), data_eps)
@@ -826,9 +891,12 @@ def _preparer(
     return lambda t, k: _prepare_rbf(t, k, sigma, frac, debiased)
 
 
-def _pair_fn(measure: str) -> Callable:
-    if measure == "cca":
-        return lambda a, b: float(_coefficients_from_bases(a, b).mean())
+def _pair_fn(measure: str, kwargs: dict) -> Callable:
+    if measure in ("cca", "cca98"):
+        threshold = 0.98 if measure == "cca98" else kwargs.get("threshold")
+        if threshold is None:
+            return lambda a, b: float(_coefficients_from_bases(a, b).mean())
+        return lambda a, b: truncated_mean(_coefficients_from_bases(a, b), threshold)
     if measure == "svcca":
         return lambda a, b: float(_coefficients_from_bases(a, b, "SVCCA").mean())
     if measure == "pwcca":

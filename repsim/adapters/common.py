@@ -112,7 +112,7 @@ def make_learner(
         raise CheckpointError(f"inner steps must be >= 0, got {inner_steps}")
     from repsim.inner_loop import InnerLoop
 
-    loop = InnerLoop(tuple(names), float(inner_lr), int(inner_steps))
+    loop = None if adapt else InnerLoop(tuple(names), float(inner_lr), int(inner_steps))
     fn = adapt or partial(loop.adapt, net)
     record = {
         "format": family,
@@ -128,6 +128,6 @@ def make_learner(
         analysis_layers=list(net.analysis_layers),
         adapt=fn,
         input_shape=(spec.in_channels, spec.image_size, spec.image_size),
-        inner_loop=None if adapt else loop,
+        inner_loop=loop,
         config=record,
     )
