@@ -732,13 +732,13 @@ def conv_to_2d(a: Array, mode: str = "channels") -> Array:
 
 MEASURES: dict[str, Callable[..., float]] = {
     "cca": cca,
-    "cca98": cca_98,
     "svcca": svcca,
     "pwcca": pwcca,
     "cka": linear_cka,
     "cka_debiased": _cka_debiased,
     "rbf_cka": rbf_cka,
     "rbf_cka_debiased": _rbf_cka_debiased,
+    "cca98": cca_98,
 }
 
 
