@@ -27,13 +27,15 @@ from torch import nn
 
 from repsim.errors import CheckpointError
 from repsim.models import Conv4, Conv4Config, adapted_parameter_names
+from repsim.packaged import DEFAULT_CHECKPOINT_NAME, packaged_file
 from repsim.protocol import MetaLearner
 
 FORMAT = "repsim-checkpoint"
 FORMAT_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
-DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "maml_omniglot_5w1s_seed0.safetensors"
+# The default checkpoint ships inside the package: a copy of checkpoints/<the same name>.
+DEFAULT_CHECKPOINT = packaged_file(DEFAULT_CHECKPOINT_NAME)
 
 
 def atomic_write(path: Path, write) -> None:

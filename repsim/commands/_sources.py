@@ -100,20 +100,11 @@ def load_learner(
     inner_steps: int | None = None,
     inner_lr: float | None = None,
 ):
-    """A :class:`repsim.protocol.MetaLearner` from ``path`` (default: the shipped checkpoint)."""
-    if fmt != "repsim":
-        if path is None:
-            raise InputError(f"--format {fmt} needs a checkpoint path")
-        from repsim import adapters
+    """A :class:`repsim.protocol.MetaLearner` from ``path`` (default: the shipped checkpoint),
+    through :func:`repsim.load`."""
+    import repsim
 
-        return adapters.load(path, format=fmt, inner_steps=inner_steps, inner_lr=inner_lr)
-    from repsim import checkpoint
-
-    return checkpoint.load_meta_learner(
-        path if path is not None else checkpoint.DEFAULT_CHECKPOINT,
-        inner_steps=inner_steps,
-        inner_lr=inner_lr,
-    )
+    return repsim.load(path, format=fmt, inner_steps=inner_steps, inner_lr=inner_lr)
 
 
 @dataclass
