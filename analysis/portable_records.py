@@ -5,7 +5,7 @@ Usage: ``python analysis/portable_records.py [CHECKPOINT_DIR] [RESULTS_DIR]`` (d
 
 A record keeps what identifies its data (dataset, split, content digest under ``"data"``), never
 the folder it was read from: ``train.data_dir`` is dropped. A result file's absolute paths become
-their last component (``/home/me/repsim/checkpoints`` -> ``checkpoints``).
+portable (``repsim.provenance.portable``: ``/home/me/repsim/checkpoints`` -> ``checkpoints``).
 
 Checkpoints are rewritten header-only: the safetensors header's ``__metadata__`` changes, the
 tensor offsets and the payload bytes are copied as they are, and the script checks afterwards
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from repsim.checkpoint import atomic_write
-from repsim.provenance import machine_paths
+from repsim.provenance import machine_paths, portable
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,19 +69,9 @@ def rewrite_checkpoint(path: Path) -> bool:
     return True
 
 
-def _strip(obj):
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_strip(v) for v in obj]
-    if isinstance(obj, str) and machine_paths(obj):
-        return Path(obj).name
-    return obj
-
-
 def rewrite_result(path: Path) -> bool:
     data = json.loads(path.read_text())
-    new = _strip(data)
+    new = portable(data)
     if new == data:
         return False
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(new, indent=2) + "\n"))

@@ -47,9 +47,9 @@ def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-# An absolute or home path inside a string: ``/a/b``, ``~/a``, ``C:\\a``. Relative paths and
-# URLs (``https://host/a``) are not machine paths.
-_MACHINE_PATH = re.compile(r"(?<![\w.\-/:])/[\w.\-]+(/|$)|(?<![\w])~/|\b[A-Za-z]:\\")
+# A path of the machine inside a string: ``/a/b``, ``~/a``, ``C:\\a``, up to the next blank or
+# quote. Relative paths (``runs/a``), ratios (``it/s``) and URLs (``https://host/a``) are not.
+_MACHINE_PATH = re.compile(r"(?<![\w.\-/:])(?:/|~/|\b[A-Za-z]:\\)[^\s\"',;()\[\]{}]+")
 
 
 def machine_paths(obj) -> list[str]:
@@ -67,10 +67,24 @@ def machine_paths(obj) -> list[str]:
 def portable_path(path: str | os.PathLike) -> str:
     """``path`` as a result file should hold it: relative to the working directory when it lies
     inside it, else only its name (``/home/me/runs/a.safetensors`` -> ``a.safetensors``)."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_absolute():
         return path.as_posix()
     try:
         return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
+    except (ValueError, OSError):
         return path.name
+
+
+def portable(obj):
+    """``obj`` (nested dicts, lists, strings) with every machine path made portable
+    (:func:`portable_path`); what result files store."""
+    if isinstance(obj, dict):
+        return {portable(k): portable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return portable_path(obj)
+    if isinstance(obj, str):
+        return _MACHINE_PATH.sub(lambda m: portable_path(m.group(0)), obj)
+    return obj

@@ -206,7 +206,6 @@ class Reproduction:
         return have[:tasks]
 
     def write(self, name: str, data: dict, rows: list[dict] | None = None) -> None:
-        from repsim.provenance import portable_path
         from repsim.results import provenance, write_csv, write_json
 
         write_json(
@@ -214,8 +213,7 @@ class Reproduction:
             {
                 **data,
                 "provenance": provenance(
-                    settings={**dataclasses.asdict(self.s), "data_dir": None},
-                    checkpoints=portable_path(self.root),
+                    settings=dataclasses.asdict(self.s), checkpoints=str(self.root)
                 ),
             },
         )

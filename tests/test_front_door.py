@@ -106,3 +106,20 @@ def test_a_new_record_stores_no_data_dir(tmp_path):
 )
 def test_machine_paths_finds_absolute_and_home_paths_only(text, is_path):
     assert bool(machine_paths({"k": [text]})) is is_path
+
+
+def test_result_provenance_holds_no_machine_path(tmp_path, monkeypatch):
+    from repsim.results import provenance
+
+    monkeypatch.chdir(tmp_path)
+    meta = provenance(
+        checkpoint={"path": str(tmp_path / "runs" / "a.safetensors")},
+        elsewhere="/somewhere/else/b.safetensors",
+        note="read from /data/omniglot at 10 it/s, see https://github.com/brendenlake/omniglot",
+    )
+    assert not machine_paths(meta)
+    assert meta["checkpoint"]["path"] == "runs/a.safetensors"
+    assert meta["elsewhere"] == "b.safetensors"
+    assert (
+        meta["note"] == "read from omniglot at 10 it/s, see https://github.com/brendenlake/omniglot"
+    )
