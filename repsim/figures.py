@@ -175,7 +175,7 @@ def plot_similarity_along_training(
         ax.set_xlabel("training iteration")
         ax.set_ylim(0, 1.05)
     axes[0][0].set_ylabel("similarity before vs after adaptation")
-    axes[0][-1].legend(fontsize=7, loc="lower left", ncol=1 + len(run_names) // 2)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
