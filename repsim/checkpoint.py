@@ -210,8 +210,18 @@ def load_meta_learner(
 ) -> MetaLearner:
     """Load a repsim checkpoint (default: the shipped one) as a :class:`MetaLearner`."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
-    model, record = load_checkpoint(path, device)
-    return learner_from_model(model, record, inner_steps, freeze, inner_lr, str(path))
+    try:
+        model, record = load_checkpoint(path, device)
+        return learner_from_model(model, record, inner_steps, freeze, inner_lr, str(path))
+    except CheckpointError as exc:
+        if str(path) in str(exc):
+            raise
+        raise CheckpointError(f"{path}: {exc}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a damaged record
+        raise CheckpointError(
+            f"{path}: the repsim record does not describe a model and its inner loop "
+            f"({type(exc).__name__}: {exc}); the file is damaged. Copy or re-train it."
+        ) from None
 
 
 # --- optimiser state, for --resume -----------------------------------------------------------
