@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from test_adapters import (  # noqa: E402 - tests/ is on sys.path under pytest
     OMNIGLOT_CONFIG,
     DragenMeta,
+    L2LOmniglotCNN,
     TorchmetaConvModel,
     higher_net,
     randomize,
@@ -115,6 +116,8 @@ def sources(tmp_path_factory) -> dict[str, Path]:
             {"train": {"algorithm": "maml", "inner_lr": 2.0, "test_inner_steps": 1}},
         )
     }
+    torch.save(randomize(L2LOmniglotCNN(), 6).state_dict(), d / "learn2learn.pth")
+    files["learn2learn"] = d / "learn2learn.pth"
     torch.save(randomize(TorchmetaConvModel(), 1).state_dict(), d / "torchmeta.th")
     files["torchmeta"] = d / "torchmeta.th"
     torch.save(higher_net().state_dict(), d / "higher.pt")
@@ -167,9 +170,11 @@ def test_repsim_safetensors_300_cases(sources, tmp_path, how):
 
 # --- each foreign format through auto ---------------------------------------------------------
 
-FOREIGN = ["torchmeta", "higher", "dragen1860", "mamlpp", "torchmeta-safetensors"]
+# boil shares torchmeta's files (only the adapted layers differ), so auto reads it as torchmeta.
+FOREIGN = ["learn2learn", "torchmeta", "higher", "dragen1860", "mamlpp", "torchmeta-safetensors"]
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 @pytest.mark.parametrize("fmt", FOREIGN)
 @fuzz(cases=150)
 def test_foreign_format_through_auto_150_cases(sources, tmp_path, fmt, how):
