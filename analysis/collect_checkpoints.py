@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from repsim.checkpoint import read_checkpoint
+from repsim.packaged import DEFAULT_CHECKPOINT_NAME
 from repsim.reproduce import Run, write_manifest
 
 
@@ -52,6 +53,11 @@ def main() -> int:
         note="Trained on 2 CPU cores with analysis/train_checkpoints.sh "
         "(repsim train --preset cpu); see README.",
     )
+    default = out / DEFAULT_CHECKPOINT_NAME
+    if default.is_file():  # the package carries a copy of the default checkpoint
+        packaged = Path(__file__).resolve().parent.parent / "repsim" / "assets" / default.name
+        shutil.copyfile(default, packaged)
+        print(f"copied {default} to {packaged}")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"{len(runs)} runs, {size / 2**20:.1f} MiB in {out}")
     return 0

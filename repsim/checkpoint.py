@@ -27,13 +27,15 @@ from torch import nn
 
 from repsim.errors import CheckpointError
 from repsim.models import Conv4, Conv4Config
+from repsim.packaged import DEFAULT_CHECKPOINT_NAME, packaged_file
 from repsim.protocol import MetaLearner
 
 FORMAT = "repsim-checkpoint"
 FORMAT_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
-DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "maml_omniglot_5w1s_seed0.safetensors"
+# The default checkpoint ships inside the package: a copy of checkpoints/<the same name>.
+DEFAULT_CHECKPOINT = packaged_file(DEFAULT_CHECKPOINT_NAME)
 
 
 def atomic_write(path: Path, write) -> None:
@@ -196,8 +198,18 @@ def load_meta_learner(
 ) -> MetaLearner:
     """Load a repsim checkpoint (default: the shipped one) as a :class:`MetaLearner`."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
-    model, record = load_checkpoint(path, device)
-    return learner_from_model(model, record, inner_steps, freeze, inner_lr, str(path))
+    try:
+        model, record = load_checkpoint(path, device)
+        return learner_from_model(model, record, inner_steps, freeze, inner_lr, str(path))
+    except CheckpointError as exc:
+        if str(path) in str(exc):
+            raise
+        raise CheckpointError(f"{path}: {exc}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a damaged record
+        raise CheckpointError(
+            f"{path}: the repsim record does not describe a model and its inner loop "
+            f"({type(exc).__name__}: {exc}); the file is damaged. Copy or re-train it."
+        ) from None
 
 
 # --- optimiser state, for --resume -----------------------------------------------------------

@@ -47,16 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _set_threads(requested: int | None) -> None:
-    """Pick torch's CPU thread count deliberately: ``--threads``, else ``$REPSIM_THREADS``,
-    else 1. On a shared 2-core machine a second-order MAML step ran 12x slower with 2 threads
-    than with 1 while another process was busy; raise it on an idle many-core machine."""
+def _set_threads(requested: int | None) -> int:
+    """Pick torch's CPU thread count deliberately, once for every command: ``--threads``, else
+    ``$REPSIM_THREADS``, else 1. On a shared 2-core machine a second-order MAML step ran 12x
+    slower with 2 threads than with 1 while another process was busy; raise it on an idle
+    many-core machine. Returns the count (``repsim train`` records it in its config)."""
     import os
 
+    from repsim.errors import InputError
+
+    text = os.environ.get("REPSIM_THREADS", "") or "1"
+    try:
+        n = requested if requested is not None else int(text)
+    except ValueError:
+        raise InputError(f"$REPSIM_THREADS={text!r} is not a number: set it to e.g. 1") from None
+    if n < 1:
+        raise InputError(f"--threads must be at least 1, got {n}")
     import torch
 
-    n = requested or int(os.environ.get("REPSIM_THREADS", "1") or 1)
-    torch.set_num_threads(max(1, n))
+    torch.set_num_threads(n)
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if argv is not None or len(sys.argv) > 1 else 2
-    _set_threads(getattr(args, "threads", None))
     try:
+        args.threads = _set_threads(args.threads)
         return int(args.func(args) or 0)
     except RepsimError as exc:
         print(f"repsim {args.command}: error: {exc}", file=sys.stderr)

@@ -16,11 +16,16 @@ class InputError(RepsimError, ValueError):
     """An argument has the wrong value, shape or content (NaN, mismatched sizes, ...)."""
 
 
-class DataNotFoundError(RepsimError, FileNotFoundError):
+class DataError(RepsimError):
+    """A dataset cannot be used: missing (:class:`DataNotFoundError`) or unreadable
+    (:class:`CorruptDataError`)."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
     """A data folder or file is missing; the message says which files to put where."""
 
 
-class CorruptDataError(RepsimError, ValueError):
+class CorruptDataError(DataError, ValueError):
     """A data file exists but cannot be read (truncated zip, bad image, ...)."""
 
 

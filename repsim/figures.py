@@ -3,6 +3,8 @@
 - :func:`plot_layer_similarity`: the paper's Figure 2, similarity of each layer before vs after
   the inner loop, layers on the x axis, one line per measure with 95% CI error bars.
 - :func:`plot_similarity_heatmap`: a layer x layer similarity matrix (checkpoint A vs B).
+- :func:`plot_similarity_along_training`: similarity against training iteration, one panel per
+  measure, a colour per layer and a line style per run, with 95% CI bands.
 """
 
 from __future__ import annotations
@@ -117,6 +119,65 @@ def plot_similarity_heatmap(
     ax.set_ylabel(row_label)
     if title:
         ax.set_title(title)
+    fig.tight_layout()
+    paths = _save(fig, stem, formats)
+    plt.close(fig)
+    return paths
+
+
+def plot_similarity_along_training(
+    summary: Sequence[dict],
+    runs: dict[str, str],
+    stem: str | Path,
+    title: str = "",
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """Similarity before vs after adaptation against the training iteration.
+
+    ``summary``: rows ``{checkpoint, iteration, layer, measure, mean, ci_low, ci_high}``;
+    ``runs``: checkpoint -> the run it belongs to (``"maml seed 0"``), one line style each.
+    Writes ``stem.png`` and ``stem.pdf``; returns their paths.
+    """
+    plt, sns = _pyplot()
+    measures = list(dict.fromkeys(r["measure"] for r in summary))
+    layers = list(dict.fromkeys(r["layer"] for r in summary))
+    run_names = list(dict.fromkeys(runs[r["checkpoint"]] for r in summary))
+    palette = sns.color_palette("colorblind", max(len(layers), 1))
+    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(
+        1, len(measures), figsize=(4.6 * len(measures), 3.6), squeeze=False, sharey=True
+    )
+    for ax, measure in zip(axes[0], measures):
+        for j, run in enumerate(run_names):
+            for i, layer in enumerate(layers):
+                pts = sorted(
+                    (r["iteration"], r["mean"], r["ci_low"], r["ci_high"])
+                    for r in summary
+                    if r["measure"] == measure
+                    and r["layer"] == layer
+                    and runs[r["checkpoint"]] == run
+                )
+                if not pts:
+                    continue
+                it, mean, low, high = (np.array(v, dtype=float) for v in zip(*pts))
+                label = f"{layer} ({run})" if len(run_names) > 1 else layer
+                ax.plot(
+                    it,
+                    mean,
+                    styles[j % len(styles)],
+                    marker="o",
+                    ms=3,
+                    color=palette[i],
+                    label=label,
+                )
+                ax.fill_between(it, low, high, color=palette[i], alpha=0.15, linewidth=0)
+        ax.set_title(measure.upper())
+        ax.set_xlabel("training iteration")
+        ax.set_ylim(0, 1.05)
+    axes[0][0].set_ylabel("similarity before vs after adaptation")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     paths = _save(fig, stem, formats)
     plt.close(fig)

@@ -63,10 +63,12 @@ def summarise(
 
 
 def provenance(**extra) -> dict:
-    """The metadata block of a result file: code version, time, and ``extra``."""
-    from repsim.provenance import code_version, now_utc
+    """The metadata block of a result file: code version, time, and ``extra``, with every path
+    of this machine made portable (:func:`repsim.provenance.portable`: relative to the working
+    directory, else the file name), so that results can be shared."""
+    from repsim.provenance import code_version, now_utc, portable
 
-    return {"code_version": code_version(), "created": now_utc(), **extra}
+    return portable({"code_version": code_version(), "created": now_utc(), **extra})
 
 
 def _jsonable(obj):

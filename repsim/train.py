@@ -107,7 +107,9 @@ class TrainConfig:
         return self.algorithm == "fomaml"
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        """The stored record: every field but ``data_dir`` (a path of this machine; the record's
+        ``data`` section identifies the data by dataset, split and content digest)."""
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k != "data_dir"}
         d["first_order"] = self.first_order
         return d
 

@@ -13,6 +13,7 @@ import torch
 
 from repsim.cli import main
 from repsim.models import Conv4, Conv4Config
+from repsim.provenance import machine_paths
 
 TRAIN = {
     "algorithm": "anil",
@@ -70,7 +71,7 @@ def test_similarity_cli_writes_every_output(tmp_path, capsys):
 
     result = json.loads((out / "similarity.json").read_text())
     meta = result["meta"]
-    assert meta["checkpoint"]["path"] == str(ckpt)
+    assert meta["checkpoint"]["name"] == ckpt.name and not machine_paths(meta)
     assert meta["checkpoint"]["config"]["train"]["algorithm"] == "anil"
     assert meta["code_version"]["repsim"]
     assert meta["seed"] == 1 and meta["inner_steps"] == 3

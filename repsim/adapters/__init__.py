@@ -113,7 +113,7 @@ def _sniff_keys(keys: list[str], source: str) -> str:
 
 
 def load(
-    path: str | Path,
+    path: str | Path | None = None,
     format: str = "auto",
     *,
     inner_lr: float | None = None,
@@ -121,9 +121,18 @@ def load(
     image_size: int | None = None,
     **options,
 ) -> MetaLearner:
-    """A :class:`MetaLearner` from another library's checkpoint.
+    """A :class:`MetaLearner` from a checkpoint: repsim's own or another library's.
+
+    This is ``repsim.load``. Example::
+
+        import repsim
+        learner = repsim.load()                                   # the shipped MAML checkpoint
+        learner = repsim.load("maml_omniglot.pt")                 # sniffed: learn2learn, ...
+        learner = repsim.load("model60000.index", format="tf-maml", inner_steps=5)
 
     Args:
+        path: the checkpoint file (a TF bundle's prefix or ``.index``); ``None`` is the default
+            checkpoint shipped inside the package.
         format: ``"auto"`` (sniff) or one of :data:`FORMATS` / :data:`ALIASES`.
         inner_lr, inner_steps: override the source's inner-loop defaults (each adapter's
             docstring and the README give them). ``inner_lr`` is for repsim's mean
@@ -137,7 +146,16 @@ def load(
     from repsim.adapters import finn_tf, tf_checkpoint
     from repsim.adapters.safe_load import read_state
 
+    if path is None:
+        from repsim.packaged import DEFAULT_CHECKPOINT_NAME, packaged_file
+
+        path = packaged_file(DEFAULT_CHECKPOINT_NAME)
     path = Path(path)
+    if not path.exists() and not tf_checkpoint.is_bundle(path):
+        raise CheckpointError(
+            f"checkpoint {path} does not exist: give the path of a checkpoint file (for a "
+            "TensorFlow bundle, its prefix or .index file)"
+        )
     fmt = canonical_format(format)
     if fmt == "auto":
         fmt = sniff(path)

@@ -18,7 +18,6 @@ DDP, learn2learn's ``MAML``), ``model.`` (Lightning).
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -67,28 +66,57 @@ def _unsafe_globals(path: Path) -> list[str]:
 
 
 def load_torch_file(path: str | Path):
-    """``torch.load(path, weights_only=True)`` with numpy scalars allowed; clear errors."""
+    """``torch.load(path, weights_only=True)`` with numpy scalars allowed; clear errors.
+
+    Any failure is a :class:`CheckpointError` naming the file: a file that names Python
+    callables or classes is refused with what it names (never imported, never called), and
+    damaged bytes (truncated, flipped, random) are reported as such, never as a traceback.
+    """
+    import pickle
+
     path = Path(path)
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(str(path), map_location="cpu", weights_only=True)
-    except __import__("pickle").UnpicklingError as exc:
+    except pickle.UnpicklingError as exc:
         names = [n for n in _unsafe_globals(path) if not n.startswith("numpy")]
         if not names:
-            match = re.search(r"GLOBAL ([\w.]+)", str(exc))
-            names = [match.group(1)] if match else ["(unknown)"]
-        raise CheckpointError(
-            f"{path} pickles Python objects ({', '.join(names[:5])}), not only tensors: this "
-            "file pickles a whole nn.Module (or another class), and loading it would run that "
-            "class's code, which repsim never does. Save model.state_dict() instead: "
-            "torch.save(model.state_dict(), 'weights.pt') (or safetensors.torch.save_file)."
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        size = path.stat().st_size if path.exists() else 0
-        raise CheckpointError(
-            f"{path} ({size} bytes) cannot be read as a torch file: it is truncated or corrupt "
-            f"({str(exc).splitlines()[0][:160]}). Copy or download it again."
-        ) from None
+            names = re.findall(r"GLOBAL ([\w.]+)", str(exc))
+        if names:
+            raise CheckpointError(_refusal(path, names)) from None
+        raise _damaged(path, exc) from None
+    except Exception as exc:  # noqa: BLE001 - damaged bytes surface as any error in the reader
+        raise _damaged(path, exc) from None
+
+
+def _refusal(path: Path, names: list[str]) -> str:
+    """Why a pickle that names Python objects is refused, saying what it names."""
+    found = ", ".join(names[:5])
+    modules = [n for n in names if n.startswith(("torch.nn.", "__main__.")) or "Module" in n]
+    if modules:
+        what = (
+            f"it pickles a whole nn.Module ({', '.join(modules[:3])}), and loading it would "
+            "import and run that class's code"
+        )
+    else:
+        what = (
+            f"unpickling it would import and call {found}, which is code, not tensors "
+            "(a checkpoint needs none)"
+        )
+    return (
+        f"{path} refused: it names Python objects ({found}), not only tensors: {what}. repsim "
+        "never runs code from a checkpoint. Save the weights alone: "
+        "torch.save(model.state_dict(), 'weights.pt') (or safetensors.torch.save_file)."
+    )
+
+
+def _damaged(path: Path, exc: BaseException) -> CheckpointError:
+    size = path.stat().st_size if path.exists() else 0
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+    return CheckpointError(
+        f"{path} ({size} bytes) cannot be read as a torch file: it is truncated or corrupt "
+        f"({type(exc).__name__}: {reason}). Copy or download it again."
+    )
 
 
 def load_safetensors(path: str | Path) -> tuple[State, dict]:

@@ -204,8 +204,27 @@ def is_bundle(path: str | Path) -> bool:
 
 
 def read_bundle(path: str | Path) -> dict[str, np.ndarray]:
-    """``{variable name: array}`` of a TF checkpoint bundle (``path``: prefix or a file of it)."""
+    """``{variable name: array}`` of a TF checkpoint bundle (``path``: prefix or a file of it).
+
+    Damaged files (truncated, flipped bytes, not a bundle at all) raise
+    :class:`CheckpointError` naming the bundle's files, never another exception.
+    """
     prefix = bundle_prefix(path)
+    where = f"{prefix.name}.index / {prefix.name}.data-*"
+    try:
+        return _read_bundle(prefix)
+    except CheckpointError as exc:
+        if prefix.name in str(exc):
+            raise
+        raise CheckpointError(f"{where}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - damaged bytes surface as any error in the parser
+        raise CheckpointError(
+            f"{where} cannot be read as a TensorFlow checkpoint: it is truncated or corrupt "
+            f"({type(exc).__name__}: {str(exc)[:160]}). Copy it again."
+        ) from None
+
+
+def _read_bundle(prefix: Path) -> dict[str, np.ndarray]:
     index_path = prefix.with_name(prefix.name + ".index")
     if not index_path.is_file():
         raise CheckpointError(

@@ -42,11 +42,6 @@ def add_task_args(parser: argparse.ArgumentParser, default_out: str) -> None:
     )
     parser.add_argument("--part", default="test", help="part of the split (default test)")
     parser.add_argument(
-        "--data-dir",
-        default=None,
-        help="dataset folder (default $REPSIM_DATA; without one, the shipped probe set is used)",
-    )
-    parser.add_argument(
         "--probe",
         default=None,
         metavar="DIR_OR_NPZ",
@@ -69,18 +64,55 @@ def add_task_args(parser: argparse.ArgumentParser, default_out: str) -> None:
         help="query examples per class (default: the checkpoint's test queries)",
     )
     parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (default $REPSIM_THREADS, else 1)",
-    )
-    parser.add_argument(
         "--conv-mode",
         choices=("channels", "flatten"),
         default="channels",
         help="conv activations as (N*H*W, C) 'channels' (default, the paper's) "
         "or (N, C*H*W) 'flatten'",
     )
+
+
+def add_analysis_args(parser: argparse.ArgumentParser, default_out: str) -> None:
+    """What ``similarity`` and ``compare`` share: measures, tasks and checkpoint loading."""
+    from repsim.commands._options import add_measures
+
+    add_measures(parser)
+    add_task_args(parser, default_out)
+    add_checkpoint_args(parser)
+
+
+@dataclass
+class Analysis:
+    """A command's opening, done once: the measures, a learner per checkpoint (each with its
+    inner loop set up), and one task set for all of them."""
+
+    measures: list[str]
+    learners: list
+    source: TaskSource
+
+
+def open_analysis(
+    args: argparse.Namespace, checkpoints: list[tuple[str | None, str]], inner_steps=None
+) -> Analysis:
+    """Parse ``--measures``, load every ``(path, format)`` in ``checkpoints`` and build the
+    tasks once, from the first learner's settings. Every learner must take the same images."""
+    measures = parse_measures(args.measures)
+    learners = [
+        load_learner(path, fmt, inner_steps, getattr(args, "inner_lr", None))
+        for path, fmt in checkpoints
+    ]
+    shape = tuple(learners[0].input_shape)
+    for (path, _), learner in zip(checkpoints[1:], learners[1:]):
+        if tuple(learner.input_shape) != shape:
+            raise InputError(
+                f"{checkpoint_label(path)} takes images {tuple(learner.input_shape)}, "
+                f"{checkpoint_label(checkpoints[0][0])} takes {shape}: analyse checkpoints of "
+                "the same dataset together"
+            )
+    import torch
+
+    torch.manual_seed(args.seed)
+    return Analysis(measures, learners, build_tasks(args, learners[0].config, shape))
 
 
 def parse_measures(text: str) -> list[str]:
@@ -100,20 +132,11 @@ def load_learner(
     inner_steps: int | None = None,
     inner_lr: float | None = None,
 ):
-    """A :class:`repsim.protocol.MetaLearner` from ``path`` (default: the shipped checkpoint)."""
-    if fmt != "repsim":
-        if path is None:
-            raise InputError(f"--format {fmt} needs a checkpoint path")
-        from repsim import adapters
+    """A :class:`repsim.protocol.MetaLearner` from ``path`` (default: the shipped checkpoint),
+    through :func:`repsim.load`."""
+    import repsim
 
-        return adapters.load(path, format=fmt, inner_steps=inner_steps, inner_lr=inner_lr)
-    from repsim import checkpoint
-
-    return checkpoint.load_meta_learner(
-        path if path is not None else checkpoint.DEFAULT_CHECKPOINT,
-        inner_steps=inner_steps,
-        inner_lr=inner_lr,
-    )
+    return repsim.load(path, format=fmt, inner_steps=inner_steps, inner_lr=inner_lr)
 
 
 @dataclass

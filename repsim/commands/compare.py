@@ -17,30 +17,24 @@ from __future__ import annotations
 
 import argparse
 
-from repsim.commands import _sources
+from repsim.commands import _options, _sources
 
 DEFAULT_OUT = "results/compare"
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
+    parser = _options.add_command(
+        subparsers,
         "compare",
-        help="layer x layer similarity between two checkpoints' meta-inits (no adaptation)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "layer x layer similarity between two checkpoints' meta-inits (no adaptation)",
+        __doc__,
     )
     parser.add_argument("checkpoint_a", metavar="CKPT_A")
     parser.add_argument("checkpoint_b", metavar="CKPT_B")
     parser.add_argument(
-        "--measures",
-        default="cca,cka",
-        help="comma-separated: cca, svcca, pwcca, cka, cka_debiased, rbf_cka (default cca,cka)",
-    )
-    parser.add_argument(
         "--format-b", default=None, help="format of CKPT_B when it differs from --format"
     )
-    _sources.add_task_args(parser, DEFAULT_OUT)
-    _sources.add_checkpoint_args(parser)
+    _sources.add_analysis_args(parser, DEFAULT_OUT)
     parser.set_defaults(func=run)
     return parser
 
@@ -49,23 +43,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import numpy as np
-    import torch
 
     from repsim import figures, results
     from repsim.representation import cross_layer_similarity, task_inputs
 
-    measures = _sources.parse_measures(args.measures)
-    learner_a = _sources.load_learner(args.checkpoint_a, args.format)
-    learner_b = _sources.load_learner(args.checkpoint_b, args.format_b or args.format)
-    if tuple(learner_a.input_shape) != tuple(learner_b.input_shape):
-        from repsim.errors import InputError
-
-        raise InputError(
-            f"the checkpoints take different images ({learner_a.input_shape} vs "
-            f"{learner_b.input_shape}): compare checkpoints of the same dataset"
-        )
-    torch.manual_seed(args.seed)
-    source = _sources.build_tasks(args, learner_a.config, tuple(learner_a.input_shape))
+    analysis = _sources.open_analysis(
+        args,
+        [(args.checkpoint_a, args.format), (args.checkpoint_b, args.format_b or args.format)],
+    )
+    measures, source = analysis.measures, analysis.source
+    learner_a, learner_b = analysis.learners
     records = cross_layer_similarity(
         learner_a.module,
         learner_b.module,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from repsim.commands import _options
+
 
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -21,11 +23,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         ("download", "fetch images_background.zip and images_evaluation.zip and verify them"),
         ("info", "decode (or load the cached) dataset; print counts, digests and split sizes"),
     ):
-        p = actions.add_parser(name, help=text, description=text)
-        p.add_argument(
-            "--data-dir",
-            default=None,
-            help="the Omniglot folder (default: $REPSIM_DATA, else ~/.cache/repsim/data/omniglot)",
+        p = actions.add_parser(
+            name, help=text, description=text, parents=[_options.shared_options()]
         )
         p.add_argument(
             "--cache-dir",

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 
+from repsim.commands import _options
+
 
 def register(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = _options.add_command(
+        subparsers,
         "evaluate",
-        help="test accuracy of a checkpoint (freezing, NIL head), mean ± 95%% CI",
-        description=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "test accuracy of a checkpoint (freezing, NIL head), mean ± 95%% CI",
+        __doc__,
     )
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("--tasks", type=int, default=600, help="test tasks (default 600)")
@@ -33,8 +35,6 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--shots", type=int, default=None, help="default: the checkpoint's")
     p.add_argument("--part", default="test")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="dataset folder (default $REPSIM_DATA)")
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.set_defaults(func=run)
     return p
@@ -43,11 +43,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    import torch
-
     from repsim.evaluate import evaluate_checkpoint
 
-    torch.set_num_threads(args.threads)
     r = evaluate_checkpoint(
         args.checkpoint,
         args.tasks,

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import argparse
 
+from repsim.commands import _options
+
 
 def register(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = _options.add_command(
+        subparsers,
         "freeze-sweep",
-        help="accuracy with conv1..convK frozen in the inner loop (Table 1)",
-        description=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "accuracy with conv1..convK frozen in the inner loop (Table 1)",
+        __doc__,
     )
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("--tasks", type=int, default=600)
     p.add_argument("--inner-steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="results/freeze_sweep")
     p.set_defaults(func=run)
     return p
@@ -35,12 +35,9 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    import torch
-
     from repsim.evaluate import freeze_sweep
-    from repsim.provenance import code_version
+    from repsim.provenance import code_version, portable_path
 
-    torch.set_num_threads(args.threads)
     rows = freeze_sweep(
         args.checkpoint, args.tasks, args.data_dir, args.seed, args.inner_steps, progress=True
     )
@@ -51,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     for label, r in zip(FREEZE_LABELS, rows):
         print(f"| {label} | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} |")
     record = {
-        "checkpoint": args.checkpoint,
+        "checkpoint": portable_path(args.checkpoint),
         "tasks": args.tasks,
         "seed": args.seed,
         "code_version": code_version(),

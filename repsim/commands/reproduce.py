@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 
+from repsim.commands import _options
+
 
 def register(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = _options.add_command(
+        subparsers,
         "reproduce",
-        help="regenerate every table and figure of the paper, with a report",
-        description=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "regenerate every table and figure of the paper, with a report",
+        __doc__,
     )
     p.add_argument(
         "--checkpoints",
@@ -31,8 +33,6 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="train tiny checkpoints into OUT/checkpoints and run at tiny settings",
     )
     p.add_argument("--tasks", type=int, default=None, help="test tasks for accuracies (600)")
-    p.add_argument("--data-dir", default=None, help="Omniglot folder (default $REPSIM_DATA)")
-    p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=run)
     return p
 

@@ -1,4 +1,4 @@
-"""``repsim similarity [CKPT]``: how much does each layer change in the inner loop?
+"""``repsim similarity [CKPT ...]``: how much does each layer change in the inner loop?
 
 For each of T test tasks, adapt the checkpoint's meta-init on the support set with the algorithm
 and hyper-parameters it records, and compare each layer's activations on the support + query
@@ -6,35 +6,37 @@ images before and after (CCA and CKA by default). Prints mean ± 95% CI per laye
 and writes under ``--out``: ``similarity.json`` (everything, with provenance),
 ``similarity_tasks.csv`` (per task), ``similarity_summary.csv``, ``weight_movement.csv``, and
 ``similarity.png`` / ``.pdf`` (the paper's Figure 2).
+
+Several checkpoints, or a folder of them (``repsim similarity runs/maml_s0/ --out DIR``), are
+analysed on one and the same task set, each checkpoint's inner loop set up once. The CSVs then
+hold every checkpoint (a ``checkpoint`` and an ``iteration`` column: one combined table of
+checkpoint x layer x measure with CIs), and ``similarity_vs_iteration.png`` / ``.pdf`` plots
+similarity against the training iteration the checkpoints record.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from repsim.commands import _sources
+from repsim.commands import _options, _sources
 
 DEFAULT_OUT = "results/similarity"
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
+    parser = _options.add_command(
+        subparsers,
         "similarity",
-        help="per-layer similarity before vs after adaptation (feature reuse or rapid learning)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "per-layer similarity before vs after adaptation (feature reuse or rapid learning)",
+        __doc__,
     )
     parser.add_argument(
-        "checkpoint",
-        nargs="?",
-        default=None,
+        "checkpoints",
+        nargs="*",
         metavar="CKPT",
-        help="checkpoint to analyse (default: the shipped MAML Omniglot one)",
-    )
-    parser.add_argument(
-        "--measures",
-        default="cca,cka",
-        help="comma-separated: cca, svcca, pwcca, cka, cka_debiased, rbf_cka (default cca,cka)",
+        help="checkpoints to analyse, or folders of *.safetensors checkpoints (default: the "
+        "shipped MAML Omniglot one)",
     )
     parser.add_argument(
         "--inner-steps",
@@ -42,79 +44,114 @@ def register(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="inner-loop steps at test time (default: the checkpoint's test steps, 10)",
     )
-    _sources.add_task_args(parser, DEFAULT_OUT)
-    _sources.add_checkpoint_args(parser)
+    _sources.add_analysis_args(parser, DEFAULT_OUT)
     parser.set_defaults(func=run)
     return parser
 
 
+def expand_checkpoints(paths: list[str]) -> list[str | None]:
+    """Checkpoint files from the command line: a folder stands for its ``*.safetensors`` files
+    (optimiser states left out), in name order; nothing given is the default checkpoint."""
+    from repsim.errors import InputError
+
+    if not paths:
+        return [None]
+    found: list[str | None] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            files = sorted(
+                f
+                for f in path.glob("*.safetensors")
+                if f.is_file() and not f.name.endswith(".optim.safetensors")
+            )
+            if not files:
+                raise InputError(
+                    f"folder {path} holds no *.safetensors checkpoint: give checkpoint files, "
+                    "or the folder a training run wrote them to"
+                )
+            found += [str(f) for f in files]
+        else:
+            found.append(p)
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    paths = expand_checkpoints(args.checkpoints)
+    analysis = _sources.open_analysis(args, [(p, args.format) for p in paths], args.inner_steps)
+    runs = [
+        _analyse(path, learner, analysis, args) for path, learner in zip(paths, analysis.learners)
+    ]
+    if len(runs) == 1:
+        return _write_one(runs[0], analysis, args)
+    return _write_many(runs, analysis, args)
 
-    import torch
 
-    from repsim import figures, results
+def _analyse(path, learner, analysis, args) -> dict:
+    """One checkpoint's change on the shared tasks, with what identifies it."""
     from repsim.representation import representation_change
 
-    measures = _sources.parse_measures(args.measures)
-    learner = _sources.load_learner(
-        args.checkpoint, args.format, args.inner_steps, getattr(args, "inner_lr", None)
-    )
-    torch.manual_seed(args.seed)
-    source = _sources.build_tasks(args, learner.config, tuple(learner.input_shape))
     change = representation_change(
-        learner, source.tasks, measures=measures, conv_mode=args.conv_mode, progress=True
+        learner,
+        analysis.source.tasks,
+        measures=analysis.measures,
+        conv_mode=args.conv_mode,
+        progress=True,
     )
-    steps = learner.config.get("adapt", {}).get("inner_steps", args.inner_steps)
-    summary = change.summary()
-    movement = change.movement_summary()
-    label = _sources.checkpoint_label(args.checkpoint)
-    ckpt_path = args.checkpoint or str(_default_checkpoint())
+    return {
+        "label": _sources.checkpoint_label(path),
+        "identity": _identity(path, learner, args.format),
+        "iteration": learner.config.get("iteration"),
+        "inner_steps": learner.config.get("adapt", {}).get("inner_steps", args.inner_steps),
+        "change": change,
+        "summary": change.summary(),
+        "movement": change.movement_summary(),
+    }
 
+
+def _identity(path, learner, fmt: str) -> dict:
+    """What names a checkpoint in a result: its file name and content digest, never a path of
+    this machine (``results.provenance`` makes the path portable)."""
+    import hashlib
+
+    if path is None:
+        from repsim.checkpoint import DEFAULT_CHECKPOINT
+
+        path = DEFAULT_CHECKPOINT
+    file = Path(path)
+    digest = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
+    config = {k: v for k, v in learner.config.items() if k != "checkpoint"}
+    return {"name": file.name, "path": str(path), "sha256": digest, "format": fmt, "config": config}
+
+
+def _write_one(r: dict, analysis, args) -> int:
+    from repsim import figures, results
+
+    source, measures, change = analysis.source, analysis.measures, r["change"]
     print(
-        f"Similarity before vs after the inner loop: {label}, {len(source.tasks)} tasks "
+        f"Similarity before vs after the inner loop: {r['label']}, {len(source.tasks)} tasks "
         f"({source.meta['ways']}-way {source.meta['shots']}-shot, "
-        f"{steps} inner steps), mean ± 95% CI"
+        f"{r['inner_steps']} inner steps), mean ± 95% CI"
     )
-    print(_similarity_table(summary, change.layers, measures))
+    print(_similarity_table(r["summary"], change.layers, measures))
     print()
     print(
         "Weight movement ||theta_l - theta_l'|| (absolute and relative to ||theta_l||), mean "
         "± 95% CI"
     )
-    print(
-        results.format_table(
-            [
-                {
-                    "layer": r["layer"],
-                    "abs": results.format_mean_ci(r["abs_mean"], r["abs_mean"] - r["abs_ci_low"]),
-                    "rel": results.format_mean_ci(r["rel_mean"], r["rel_mean"] - r["rel_ci_low"]),
-                }
-                for r in movement
-            ],
-            [("layer", "layer"), ("abs", "absolute"), ("rel", "relative")],
-        )
-    )
+    print(_movement_table(r["movement"]))
 
     out = Path(args.out)
-    meta = results.provenance(
-        command="similarity",
-        checkpoint={"path": str(ckpt_path), "format": args.format, "config": learner.config},
-        seed=args.seed,
-        inner_steps=steps,
-        measures=measures,
-        conv_mode=args.conv_mode,
-        tasks=source.meta,
-    )
+    meta = _meta(args, analysis, checkpoint=r["identity"], inner_steps=r["inner_steps"])
     written = [
         results.write_json(
             out / "similarity.json",
             {
                 "meta": meta,
                 "layers": change.layers,
-                "summary": summary,
+                "summary": r["summary"],
                 "per_task": change.records,
-                "weight_movement": {"summary": movement, "per_task": change.movement},
+                "weight_movement": {"summary": r["movement"], "per_task": change.movement},
             },
         ),
         results.write_csv(
@@ -122,25 +159,153 @@ def run(args: argparse.Namespace) -> int:
             change.records,
             ["task", "layer", "measure", "value", "note"],
         ),
-        results.write_csv(out / "similarity_summary.csv", summary),
-        results.write_csv(out / "weight_movement.csv", movement),
+        results.write_csv(out / "similarity_summary.csv", r["summary"]),
+        results.write_csv(out / "weight_movement.csv", r["movement"]),
         results.write_csv(out / "weight_movement_tasks.csv", change.movement),
     ]
     written += figures.plot_layer_similarity(
-        summary,
+        r["summary"],
         change.layers,
         out / "similarity",
-        title=f"{label}: before vs after adaptation ({len(source.tasks)} tasks)",
+        title=f"{r['label']}: before vs after adaptation ({len(source.tasks)} tasks)",
     )
     print()
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
-def _default_checkpoint():
-    from repsim import checkpoint
+def _write_many(runs: list[dict], analysis, args) -> int:
+    """One combined table (checkpoint x layer x measure, with CIs) and, when every checkpoint
+    records its training iteration, similarity against iteration."""
+    from repsim import figures, results
+    from repsim.provenance import portable_path
 
-    return checkpoint.DEFAULT_CHECKPOINT
+    source, measures = analysis.source, analysis.measures
+    labels = [r["label"] for r in runs]
+    if len(set(labels)) < len(labels):  # same file names in different folders
+        for r in runs:
+            r["label"] = portable_path(r["identity"]["path"])
+
+    def rows(key: str) -> list[dict]:
+        return [
+            {"checkpoint": r["label"], "iteration": r["iteration"], **row}
+            for r in runs
+            for row in r[key]
+        ]
+
+    summary = rows("summary")
+    print(
+        f"Similarity before vs after the inner loop: {len(runs)} checkpoints on the same "
+        f"{len(source.tasks)} tasks ({source.meta['ways']}-way {source.meta['shots']}-shot), "
+        "mean ± 95% CI"
+    )
+    cells = {(r["checkpoint"], r["layer"], r["measure"]): r for r in summary}
+    table = []
+    for r in runs:
+        for layer in r["change"].layers:
+            row = {"checkpoint": r["label"], "layer": layer}
+            for m in measures:
+                c = cells.get((r["label"], layer, m))
+                row[m] = results.format_mean_ci(c["mean"], c["half_width"]) if c else "-"
+            table.append(row)
+    columns = [("checkpoint", "checkpoint"), ("layer", "layer")]
+    print(results.format_table(table, columns + [(m, m.upper()) for m in measures]))
+
+    out = Path(args.out)
+    meta = _meta(
+        args,
+        analysis,
+        checkpoints=[
+            {**r["identity"], "label": r["label"], "inner_steps": r["inner_steps"]} for r in runs
+        ],
+    )
+    per_task = [
+        {"checkpoint": r["label"], "iteration": r["iteration"], **row}
+        for r in runs
+        for row in r["change"].records
+    ]
+    movement_tasks = [
+        {"checkpoint": r["label"], "iteration": r["iteration"], **row}
+        for r in runs
+        for row in r["change"].movement
+    ]
+    written = [
+        results.write_json(
+            out / "similarity.json",
+            {
+                "meta": meta,
+                "checkpoints": [
+                    {
+                        "checkpoint": r["label"],
+                        "iteration": r["iteration"],
+                        "layers": r["change"].layers,
+                        "summary": r["summary"],
+                        "weight_movement": r["movement"],
+                    }
+                    for r in runs
+                ],
+                "per_task": per_task,
+            },
+        ),
+        results.write_csv(
+            out / "similarity_tasks.csv",
+            per_task,
+            ["checkpoint", "iteration", "task", "layer", "measure", "value", "note"],
+        ),
+        results.write_csv(out / "similarity_summary.csv", summary),
+        results.write_csv(out / "weight_movement.csv", rows("movement")),
+        results.write_csv(out / "weight_movement_tasks.csv", movement_tasks),
+    ]
+    if all(r["iteration"] is not None for r in runs):
+        written += figures.plot_similarity_along_training(
+            summary,
+            {r["label"]: _run_name(r) for r in runs},
+            out / "similarity_vs_iteration",
+            title=f"Before vs after adaptation along training ({len(source.tasks)} tasks)",
+        )
+    else:
+        print("note: not every checkpoint records its iteration; no plot against iteration")
+    print()
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _run_name(r: dict) -> str:
+    """The training run a checkpoint belongs to, for the legend: algorithm and seed."""
+    train = r["identity"]["config"].get("train") or {}
+    algorithm, seed = train.get("algorithm"), train.get("seed")
+    if algorithm is None:
+        return r["label"]
+    return f"{algorithm} seed {seed}" if seed is not None else str(algorithm)
+
+
+def _meta(args, analysis, **extra) -> dict:
+    from repsim import results
+
+    return results.provenance(
+        command="similarity",
+        seed=args.seed,
+        measures=analysis.measures,
+        conv_mode=args.conv_mode,
+        tasks=analysis.source.meta,
+        **extra,
+    )
+
+
+def _movement_table(movement: list[dict]) -> str:
+    from repsim import results
+
+    return results.format_table(
+        [
+            {
+                "layer": r["layer"],
+                "abs": results.format_mean_ci(r["abs_mean"], r["abs_mean"] - r["abs_ci_low"]),
+                "rel": results.format_mean_ci(r["rel_mean"], r["rel_mean"] - r["rel_ci_low"]),
+            }
+            for r in movement
+        ],
+        [("layer", "layer"), ("abs", "absolute"), ("rel", "relative")],
+    )
 
 
 def _similarity_table(summary: list[dict], layers: list[str], measures: list[str]) -> str:

@@ -4,103 +4,140 @@ Presets give the paper's settings (``omniglot-5way``, ``omniglot-20way``,
 ``miniimagenet-5way``) and a ``cpu`` preset (Omniglot 5-way 1-shot) that trains on 2 cores;
 every option overrides its preset. Inner learning rates apply to the mean cross-entropy:
 ``--inner-lr`` = N x the paper's alpha (Omniglot 5-way alpha 0.4 -> 2.0).
+
+The training options are made from the fields of ``repsim.train.TrainConfig``: a new field is a
+new option, ``--field-name``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
+
+from repsim.commands import _options
+
+# Help text per TrainConfig field; a field not listed here gets a generic line.
+HELP = {
+    "algorithm": "training regime",
+    "dataset": "dataset to train on",
+    "split": "class split",
+    "rotations": "add 90/180/270-degree rotations as extra training classes",
+    "task_rotations": "turn each class of a task by k x 90 degrees (at training and at test)",
+    "head_init": "head init: xavier, or normal (N(0, 1), as the original Omniglot code)",
+    "norm_affine": "norm parameters: full (scale and shift), or beta (shift only, original)",
+    "ways": "classes per task (N)",
+    "shots": "support examples per class (K)",
+    "queries": "query examples per class (training tasks)",
+    "test_queries": "query examples per class (validation and evaluation tasks)",
+    "inner_lr": "inner-loop learning rate on the mean cross-entropy (N x the paper's alpha)",
+    "inner_steps": "inner-loop steps in training",
+    "test_inner_steps": "inner-loop steps at validation and test time",
+    "meta_batch": "tasks per meta-update",
+    "outer_lr": "Adam learning rate of the meta-update",
+    "iterations": "meta-updates",
+    "seed": "seed of the initialisation and of the training tasks",
+    "norm": "normalisation statistics: of the batch itself, or running averages",
+    "nil_train_scale": "softmax temperature of NIL training (the paper states none: default 1)",
+    "multiclass_batch": "images per step of the multiclass regime",
+    "val_every": "validate every this many iterations",
+    "val_tasks": "validation tasks",
+    "log_every": "log the training loss every this many iterations",
+    "save_every": "save last.safetensors (for --resume) every this many iterations",
+    "checkpoint_at": "also keep checkpoints at these iterations",
+    "device": "auto (CUDA when present), cpu or cuda[:k]",
+    "vmap": "batch tasks with torch.func.vmap (auto: for MAML/FOMAML/BOIL)",
+}
+# Fields declared once for every command (repsim.commands._options.shared_options).
+SHARED = {"threads", "data_dir"}
+
+
+def _choices() -> dict[str, tuple]:
+    from repsim.data import DATASETS
+    from repsim.models import HEAD_INITS, NORM_AFFINE, NORM_MODES
+    from repsim.train import ALGORITHMS
+
+    return {
+        "algorithm": ALGORITHMS,
+        "head_init": HEAD_INITS,
+        "norm_affine": NORM_AFFINE,
+        "dataset": DATASETS,
+        "norm": NORM_MODES,
+        "vmap": ("auto", "on", "off"),
+    }
 
 
 def _int_list(text: str) -> list[int]:
-    return [int(t) for t in text.split(",") if t.strip()]
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers, e.g. 100,250,500"
+        ) from None
+
+
+def _option_kwargs(field: dataclasses.Field, hint, choices: dict, preset_keys: set) -> dict:
+    """argparse settings of one TrainConfig field, from its type and default. Every default is
+    ``None`` (unset), so the preset, then TrainConfig, decides."""
+    default = field.default_factory() if callable(field.default_factory) else field.default
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is not None and type(None) in args and origin is not list:  # X | None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    where = "the preset's, else " if field.name in preset_keys else ""
+    text = HELP.get(field.name, f"TrainConfig.{field.name}")
+    kw: dict = {"default": None, "help": f"{text} (default: {where}{default})"}
+    if hint is bool:
+        kw["action"] = argparse.BooleanOptionalAction
+    elif origin is list and args and args[0] is int:
+        kw.update(type=_int_list, metavar="I,J,...")
+    elif hint in (int, float, str):
+        kw["type"] = hint
+    else:
+        import json
+
+        kw.update(type=json.loads, metavar="JSON")
+    if field.name in choices:
+        kw["choices"] = choices[field.name]
+    return kw
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> list[str]:
+    """One ``--field-name`` option per TrainConfig field (but the shared ones); returns the
+    field names, in declaration order."""
+    from repsim.train import PRESETS, TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    choices = _choices()
+    preset_keys = {k for preset in PRESETS.values() for k in preset}
+    group = parser.add_argument_group("training settings (repsim.train.TrainConfig)")
+    names = []
+    for field in dataclasses.fields(TrainConfig):
+        names.append(field.name)
+        if field.name in SHARED:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        group.add_argument(flag, **_option_kwargs(field, hints[field.name], choices, preset_keys))
+    return names
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    from repsim.train import ALGORITHMS, PRESETS
+    from repsim.train import PRESETS
 
-    p = subparsers.add_parser(
+    p = _options.add_command(
+        subparsers,
         "train",
-        help="meta-train MAML / FOMAML / ANIL or a baseline regime; writes checkpoints",
-        description=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "meta-train MAML / FOMAML / ANIL or a baseline regime; writes checkpoints",
+        __doc__,
     )
     p.add_argument(
         "--preset", choices=sorted(PRESETS), default="cpu", help="starting settings (default cpu)"
     )
-    p.add_argument("--algorithm", choices=ALGORITHMS, default=None, help="default maml")
-    p.add_argument("--dataset", choices=("omniglot", "miniimagenet"), default=None)
-    p.add_argument("--split", default=None, help="class split (default maml)")
-    p.add_argument(
-        "--rotations",
-        action="store_true",
-        default=None,
-        help="add 90/180/270-degree rotations as extra training classes",
-    )
-    p.add_argument(
-        "--task-rotations",
-        action="store_true",
-        default=None,
-        help="turn each class of a task by a random multiple of 90 degrees (train and test)",
-    )
-    p.add_argument(
-        "--head-init",
-        choices=("xavier", "normal"),
-        default=None,
-        help="head init: xavier (default) or normal, N(0, 1) as the original Omniglot code",
-    )
-    p.add_argument(
-        "--norm-affine",
-        choices=("full", "beta"),
-        default=None,
-        help="norm parameters: full (scale and shift, default) or beta (shift only, original)",
-    )
-    p.add_argument(
-        "--nil-train-scale",
-        type=float,
-        default=None,
-        help="softmax temperature of NIL training (default 1; the paper states none)",
-    )
-    p.add_argument("--ways", type=int, default=None)
-    p.add_argument("--shots", type=int, default=None)
-    p.add_argument("--queries", type=int, default=None, help="query examples per class (training)")
-    p.add_argument("--test-queries", type=int, default=None)
-    p.add_argument("--inner-lr", type=float, default=None, help="on the mean cross-entropy")
-    p.add_argument("--inner-steps", type=int, default=None, help="training inner steps")
-    p.add_argument("--test-inner-steps", type=int, default=None)
-    p.add_argument("--meta-batch", type=int, default=None, help="tasks per meta-update")
-    p.add_argument("--outer-lr", type=float, default=None, help="Adam learning rate")
-    p.add_argument("--iterations", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--norm", choices=("transductive", "running"), default=None)
-    p.add_argument("--val-every", type=int, default=None)
-    p.add_argument("--val-tasks", type=int, default=None)
-    p.add_argument("--save-every", type=int, default=None)
-    p.add_argument(
-        "--checkpoint-at",
-        type=_int_list,
-        default=None,
-        metavar="I,J,...",
-        help="also keep checkpoints at these iterations",
-    )
-    p.add_argument("--device", default=None, help="auto (CUDA when present), cpu or cuda[:k]")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (default 1: fastest on a shared 2-core machine)",
-    )
-    p.add_argument(
-        "--vmap",
-        choices=("auto", "on", "off"),
-        default=None,
-        help="batch tasks with torch.func.vmap (auto: for MAML/FOMAML/BOIL)",
-    )
-    p.add_argument("--data-dir", default=None, help="dataset folder (default $REPSIM_DATA)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics.jsonl)")
     p.add_argument("--save-as", default=None, help="also copy the final checkpoint here")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, config_fields=add_config_options(p))
     return p
 
 
@@ -109,37 +146,8 @@ def run(args: argparse.Namespace) -> int:
 
     from repsim.train import config_from_preset, train
 
-    keys = (
-        "algorithm",
-        "dataset",
-        "split",
-        "rotations",
-        "task_rotations",
-        "head_init",
-        "norm_affine",
-        "nil_train_scale",
-        "ways",
-        "shots",
-        "queries",
-        "test_queries",
-        "inner_lr",
-        "inner_steps",
-        "test_inner_steps",
-        "meta_batch",
-        "outer_lr",
-        "iterations",
-        "seed",
-        "norm",
-        "val_every",
-        "val_tasks",
-        "save_every",
-        "checkpoint_at",
-        "device",
-        "threads",
-        "vmap",
-        "data_dir",
-    )
-    cfg = config_from_preset(args.preset, **{k: getattr(args, k) for k in keys})
+    settings = {name: getattr(args, name) for name in args.config_fields}
+    cfg = config_from_preset(args.preset, **settings)
     from repsim.distributed import is_main, shutdown
 
     final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)

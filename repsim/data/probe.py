@@ -15,8 +15,9 @@ import numpy as np
 
 from repsim.data.classes import ClassImages
 from repsim.errors import CorruptDataError
+from repsim.packaged import PROBE_SET_NAME, packaged_file
 
-PROBE_PATH = Path(__file__).resolve().parent.parent / "assets" / "omniglot_probe.npz"
+PROBE_PATH = packaged_file(PROBE_SET_NAME)
 N_PROBE_CHARACTERS = 20
 
 
