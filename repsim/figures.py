@@ -5,6 +5,9 @@
 - :func:`plot_similarity_heatmap`: a layer x layer similarity matrix (checkpoint A vs B).
 - :func:`plot_similarity_along_training`: similarity against training iteration, one panel per
   measure, a colour per layer and a line style per run, with 95% CI bands.
+- :func:`plot_freezing`, :func:`plot_training`, :func:`plot_weight_movement`,
+  :func:`plot_learning_curves`: the reproduction's Table 1, Figure 3, Appendix B.3 and Figure 5
+  from its results files.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ def plot_layer_similarity(
 ) -> list[Path]:
     """Figure 2 of the paper from summary rows ``{layer, measure, mean, ci_low, ci_high}``.
 
-    Writes ``stem.png`` and ``stem.pdf``; returns their paths. The y axis is [0, 1.05].
+    Writes ``stem.png`` and ``stem.pdf``; returns their paths. The y axis is [0, 1.05]. Rows
+    with a ``chance`` value (the measure on permuted data) add a dashed line per measure.
     """
     plt, sns = _pyplot()
     measures = list(dict.fromkeys(r["measure"] for r in summary))
@@ -72,6 +76,13 @@ def plot_layer_similarity(
             color=palette[i],
             label=measure.upper().replace("_", " "),
         )
+        chance = np.array(
+            [by_layer.get(lyr, {}).get("chance", np.nan) for lyr in layers], dtype=float
+        )
+        if np.isfinite(chance).any():
+            ax.plot(x, chance, "--", color=palette[i], linewidth=1.0, alpha=0.8)
+    if any(r.get("chance") is not None for r in summary):
+        ax.plot([], [], "--", color="grey", linewidth=1.0, label="chance (permuted)")
     ax.set_xticks(x, list(layers))
     ax.set_ylim(0.0, 1.05)
     ax.set_xlabel("layer")
@@ -178,6 +189,133 @@ def plot_similarity_along_training(
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    paths = _save(fig, stem, formats)
+    plt.close(fig)
+    return paths
+
+
+def plot_freezing(summary: dict, stem: str | Path, title: str = "", formats=FORMATS) -> list[Path]:
+    """Table 1: accuracy (%) against the layers frozen at test time, from ``{label: {mean,
+    half_width}}`` in freezing order."""
+    plt, _ = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    labels = list(summary)
+    ax.errorbar(
+        range(len(labels)),
+        [100 * summary[k]["mean"] for k in labels],
+        yerr=[100 * np.nan_to_num(summary[k]["half_width"]) for k in labels],
+        marker="o",
+        capsize=3,
+    )
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel("layers frozen in the inner loop (test time)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title or "Freezing layers at test time (MAML)", fontsize=9)
+    fig.tight_layout()
+    paths = _save(fig, stem, formats)
+    plt.close(fig)
+    return paths
+
+
+def plot_training(
+    rows: Sequence[dict],
+    layers: Sequence[str],
+    stem: str | Path,
+    measure: str = "cca98",
+    title: str = "",
+    formats=FORMATS,
+) -> list[Path]:
+    """Figure 3: along training, the accuracy with and without the body frozen (left) and each
+    layer's similarity before vs after adaptation with its chance level dashed (right)."""
+    plt, sns = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    its = [r["iteration"] for r in rows]
+    ax = axes[0]
+    for key, label in (("acc_none", "no freezing"), ("acc_conv1_4", "conv1-4 frozen")):
+        ax.errorbar(
+            its,
+            [100 * r[key] for r in rows],
+            yerr=[100 * np.nan_to_num(r[f"{key}_ci"]) for r in rows],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend()
+    ax.set_title("Freezing along training", fontsize=9)
+    ax = axes[1]
+    palette = sns.color_palette("colorblind", len(layers))
+    for i, lyr in enumerate(layers):
+        ax.plot(
+            its,
+            [r.get(f"{measure}_{lyr}", np.nan) for r in rows],
+            marker="o",
+            color=palette[i],
+            label=lyr,
+        )
+        ax.plot(
+            its,
+            [r.get(f"{measure}_{lyr}_chance", np.nan) for r in rows],
+            "--",
+            color=palette[i],
+            linewidth=0.8,
+        )
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel(f"{measure.upper()} before vs after (dashed: chance)")
+    ax.legend(fontsize=7)
+    ax.set_title(title or "Representation change along training", fontsize=9)
+    fig.tight_layout()
+    paths = _save(fig, stem, formats)
+    plt.close(fig)
+    return paths
+
+
+def plot_weight_movement(
+    moves: Sequence[dict], layers: Sequence[str], stem: str | Path, formats=FORMATS
+) -> list[Path]:
+    """Appendix B.3: ``||theta - theta'||`` per layer in the inner loop against iteration."""
+    plt, _ = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    for lyr in layers:
+        pts = [(m["iteration"], m["abs_mean"]) for m in moves if m["layer"] == lyr]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=lyr)
+    ax.set_yscale("log")
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel("||θ - θ'|| in the inner loop")
+    ax.legend(fontsize=7)
+    ax.set_title("Weight movement per layer", fontsize=9)
+    fig.tight_layout()
+    paths = _save(fig, stem, formats)
+    plt.close(fig)
+    return paths
+
+
+def plot_learning_curves(curves: dict, stem: str | Path, formats=FORMATS) -> list[Path]:
+    """Figure 5: training loss (left) and validation accuracy (right) of each run, from
+    ``{run: {algorithm, seed, loss: [(it, loss)], val_accuracy: [(it, acc)]}}``."""
+    plt, _ = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    colours = {"maml": "tab:blue", "anil": "tab:orange"}
+    for c in curves.values():
+        colour = colours.get(c["algorithm"], "grey")
+        label = f"{c['algorithm'].upper()} seed {c['seed']}"
+        if c["loss"]:
+            axes[0].plot(*zip(*c["loss"]), color=colour, alpha=0.7, linewidth=0.8, label=label)
+        if c["val_accuracy"]:
+            its, acc = zip(*c["val_accuracy"])
+            axes[1].plot(
+                its, [100 * a for a in acc], marker=".", color=colour, alpha=0.8, label=label
+            )
+    axes[0].set_xlabel("training iteration")
+    axes[0].set_ylabel("training loss (query, after adaptation)")
+    axes[1].set_xlabel("training iteration")
+    axes[1].set_ylabel("validation accuracy (%)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle("MAML vs ANIL learning curves", fontsize=9)
     fig.tight_layout()
     paths = _save(fig, stem, formats)
     plt.close(fig)

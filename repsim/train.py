@@ -350,11 +350,17 @@ def _fresh_head_for_evaluation(model, ways: int):
     return out
 
 
-def _record(cfg: TrainConfig, model, iteration: int, val_acc, split_meta: dict) -> dict:
+def _record(
+    cfg: TrainConfig, model, iteration: int, val_acc, split_meta: dict, device: torch.device
+) -> dict:
     from repsim.distributed import world
     from repsim.provenance import code_version, now_utc
 
+    trained_on = {"type": device.type}
+    if device.type == "cuda":
+        trained_on["name"] = torch.cuda.get_device_name(device)
     return {
+        "device": trained_on,
         "model": {"arch": "conv4", **model.config.to_dict()},
         "train": cfg.to_dict(),
         "world_size": world().size,
@@ -479,7 +485,7 @@ def train(
             if (final and cfg.algorithm == "multiclass")
             else model
         )
-        ckpt.save_checkpoint(path, m, _record(cfg, m, iteration, val_acc, split_meta))
+        ckpt.save_checkpoint(path, m, _record(cfg, m, iteration, val_acc, split_meta, device))
 
     val_acc = None
     log = open(metrics_path, "a") if main else open(os.devnull, "w")

@@ -89,21 +89,21 @@ def test_a_new_trainconfig_field_is_a_new_train_option(monkeypatch):
     extended = dataclasses.make_dataclass(
         "TrainConfig",
         [
-            ("head_init", str, dataclasses.field(default="zero")),
-            ("norm_affine", bool, dataclasses.field(default=True)),
-            ("task_rotations", list[int], dataclasses.field(default_factory=list)),
+            ("new_text", str, dataclasses.field(default="zero")),
+            ("new_flag", bool, dataclasses.field(default=True)),
+            ("new_list", list[int], dataclasses.field(default_factory=list)),
         ],
         bases=(repsim.train.TrainConfig,),
     )
     monkeypatch.setattr(repsim.train, "TrainConfig", extended)
     args = build_parser().parse_args(
-        ["train", "--out", "x", "--head-init", "unicorn", "--no-norm-affine"]
-        + ["--task-rotations", "0,90"]
+        ["train", "--out", "x", "--new-text", "unicorn", "--no-new-flag"]
+        + ["--new-list", "0,90"]
     )
-    assert (args.head_init, args.norm_affine, args.task_rotations) == ("unicorn", False, [0, 90])
-    assert {"head_init", "norm_affine", "task_rotations", "ways"} <= set(args.config_fields)
+    assert (args.new_text, args.new_flag, args.new_list) == ("unicorn", False, [0, 90])
+    assert {"new_text", "new_flag", "new_list", "ways"} <= set(args.config_fields)
     train_help = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
-    assert "TrainConfig.head_init (default: zero)" in train_help
+    assert "TrainConfig.new_text (default: zero)" in train_help
 
 
 def test_similarity_of_a_folder_runs_every_checkpoint_on_one_task_set(tmp_path, monkeypatch):

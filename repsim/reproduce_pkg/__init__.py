@@ -1,0 +1,77 @@
+"""Regenerate the paper's tables and figures from folders of checkpoints, and test its claims.
+
+One job per module:
+
+- :mod:`~repsim.reproduce.paper`: the paper's numbers;
+- :mod:`~repsim.reproduce.runs`: the runs, their manifest and their setting;
+- :mod:`~repsim.reproduce.analyses`: the analyses, which compute and write results JSON/CSV;
+- :mod:`~repsim.reproduce.claims`: the claims as clauses (data) and one evaluator;
+- :mod:`~repsim.reproduce.report`: the report, rendered from the results files;
+- :mod:`~repsim.reproduce.figures`: the figures, drawn from the results files.
+
+Input: checkpoint folders, each with a ``manifest.json`` listing its runs (one setting per
+folder, e.g. ``checkpoints/`` for Omniglot 5-way 1-shot and ``checkpoints/paper20/`` for the
+paper's Omniglot 20-way protocol). Output under ``OUT``: ``results/<setting>/*.json|csv``,
+``results/claims.json|csv``, ``figures/<setting>/*.png|pdf`` and ``results/report.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repsim.reproduce_pkg.runs import (
+    Run,
+    Settings,
+    checkpoint_folders,
+    read_manifest,
+    setting_of,
+    train_quick_checkpoints,
+    write_manifest,
+)
+
+__all__ = [
+    "Run",
+    "Settings",
+    "checkpoint_folders",
+    "read_manifest",
+    "reproduce",
+    "setting_of",
+    "train_quick_checkpoints",
+    "write_manifest",
+]
+
+
+def reproduce(
+    ckpt_dirs: str | Path | list,
+    out: str | Path,
+    settings: Settings | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run every analysis on every checkpoint folder, evaluate the claims, draw the figures
+    and render the report; returns the report's path."""
+    import json
+
+    from repsim.reproduce_pkg import analyses, claims, figures, report
+    from repsim.results import provenance, write_csv, write_json
+
+    settings = settings or Settings()
+    folders = [ckpt_dirs] if isinstance(ckpt_dirs, (str, Path)) else list(ckpt_dirs)
+    out = Path(out)
+    done: list[str] = []
+    for folder in folders:
+        rp = analyses.Reproduction(folder, out, settings, progress)
+        analyses.run_all(rp)
+        figures.draw(rp.results, out / "figures" / rp.setting)
+        done.append(rp.setting)
+    results, contexts = {}, {}
+    for setting in done:
+        folder = out / "results" / setting
+        results[setting] = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+        anchor = next(iter(results[setting].values()))
+        contexts[setting] = {"train": anchor.get("train", {})}
+    rows = claims.evaluate(results, contexts)
+    write_json(out / "results" / "claims.json", {"claims": rows, "provenance": provenance()})
+    write_csv(out / "results" / "claims.csv", rows)
+    if progress:
+        print(claims.format_table(rows), flush=True)
+    return report.render(out, rows, done)

@@ -1,0 +1,490 @@
+"""The analyses of the reproduction: each computes its numbers from checkpoints and writes them
+as JSON and CSV under ``OUT/results/<setting>/`` (with provenance). Nothing here plots or
+renders; the figures (:mod:`repsim.reproduce.figures`) and the report
+(:mod:`repsim.reproduce.report`) read these files.
+
+Runs of different lengths are compared at their common iteration (the shortest meta-learning
+run's final iteration; longer runs keep a checkpoint there), so seeds compare like with like.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from repsim.errors import InputError
+from repsim.reproduce_pkg.paper import FREEZE_LABELS
+from repsim.reproduce_pkg.runs import Run, Settings, read_manifest, setting_of
+
+BODY = ("conv1", "conv2", "conv3", "conv4")
+LAYERS = (*BODY, "head")
+# The measures of Figure 2, Figure 3 and Table 3: plain mean CCA, the paper's CCA (google/svcca's
+# mean truncated at 98 % of the coefficients' sum), SVCCA (99 %) and linear CKA.
+MEASURES = ("cca", "cca98", "svcca", "cka")
+VERDICT_MEASURE = "cca98"  # what the paper's code computes: the verdicts use it
+
+
+class Reproduction:
+    """One checkpoint folder (one setting): its runs, the test tasks, an accuracy cache (each
+    (checkpoint, head, freeze) is evaluated once across tables) and where results go."""
+
+    def __init__(self, ckpt_dir: str | Path, out: str | Path, settings: Settings, progress=True):
+        from repsim.checkpoint import load_checkpoint, read_checkpoint
+        from repsim.evaluate import test_sampler_for
+
+        self.root = Path(ckpt_dir)
+        self.runs = read_manifest(self.root)
+        self.s = settings
+        self.progress = progress
+        _, self.record = load_checkpoint(self.root / self.runs[0].final)
+        self.setting = setting_of(self.record)
+        self.results = Path(out) / "results" / self.setting
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.sampler = test_sampler_for(self.record, settings.data_dir, seed=settings.seed)
+        self.meta_runs = [r for r in self.runs if r.algorithm in ("maml", "anil")]
+        if not any(r.algorithm == "maml" for r in self.runs):
+            raise InputError(
+                f"{self.root}/manifest.json lists no MAML run: the analyses compare against MAML"
+            )
+        self.common = min(r.iterations for r in self.meta_runs)
+        self.devices = {  # where each run was trained (older records: the CPU)
+            r.name: read_checkpoint(self.root / r.final)[1].get("device", {}).get("type", "cpu")
+            for r in self.runs
+        }
+        self._acc: dict[tuple, list[float]] = {}
+        self.started = time.perf_counter()
+
+    def runs_of(self, algorithm: str) -> list[Run]:
+        return sorted((r for r in self.runs if r.algorithm == algorithm), key=lambda r: r.seed)
+
+    def at_common(self, run: Run) -> Path:
+        return run.checkpoint_at(self.common, self.root)
+
+    def say(self, text: str) -> None:
+        if self.progress:
+            print(
+                f"[{time.perf_counter() - self.started:6.0f}s] {self.setting}: {text}", flush=True
+            )
+
+    def accuracies(
+        self, path: Path, head: str = "adapt", freeze: int = 0, tasks: int | None = None
+    ) -> list[float]:
+        """Per-task query accuracies of a checkpoint on the fixed test tasks ``0..tasks-1``."""
+        from repsim.checkpoint import load_checkpoint
+        from repsim.evaluate import evaluate_model
+
+        tasks = tasks or self.s.accuracy_tasks
+        key = (str(path), head, freeze)
+        have = self._acc.get(key, [])
+        if len(have) < tasks:
+            model, record = load_checkpoint(path)
+            r = evaluate_model(
+                model, record, self.sampler, tasks, freeze, head, progress=self.progress
+            )
+            self._acc[key] = have = r["per_task"]
+        return have[:tasks]
+
+    def tasks(self, n: int) -> list:
+        return [self.sampler.task(i) for i in range(n)]
+
+    def write(self, name: str, data: dict, rows: list[dict] | None = None) -> dict:
+        from repsim.results import provenance, write_csv, write_json
+
+        tr = self.record.get("train", {})
+        data = {
+            "setting": self.setting,
+            "train": {
+                k: tr.get(k)
+                for k in (
+                    "dataset",
+                    "ways",
+                    "shots",
+                    "inner_lr",
+                    "inner_steps",
+                    "test_inner_steps",
+                    "meta_batch",
+                    "task_rotations",
+                    "head_init",
+                    "norm_affine",
+                )
+            },
+            "runs": {
+                r.name: {"iterations": r.iterations, "device": self.devices[r.name]}
+                for r in self.runs
+            },
+            **data,
+        }
+        write_json(
+            self.results / f"{name}.json",
+            {
+                **data,
+                "provenance": provenance(
+                    settings=dataclasses.asdict(self.s), checkpoints=self.root.name
+                ),
+            },
+        )
+        if rows:
+            write_csv(self.results / f"{name}.csv", rows)
+        return data
+
+
+def _change(rp: Reproduction, path: Path, measures=MEASURES, chance: bool = True):
+    from repsim.checkpoint import load_meta_learner
+    from repsim.representation import representation_change
+
+    return representation_change(
+        load_meta_learner(path),
+        rp.tasks(rp.s.similarity_tasks),
+        measures=measures,
+        warn=lambda msg: None,
+        chance=rp.s.chance_permutations if chance else 0,
+    )
+
+
+def freezing(rp: Reproduction) -> dict:
+    """Table 1: MAML's accuracy with conv1..convK frozen at test time (seeds pooled)."""
+    from repsim.results import mean_ci
+
+    rows, per = [], {}
+    for k, label in enumerate(FREEZE_LABELS):
+        accs = []
+        for run in rp.runs_of("maml"):
+            a = rp.accuracies(rp.at_common(run), freeze=k, tasks=rp.s.freeze_tasks)
+            accs += a
+            rows.append({"frozen": label, "seed": run.seed, **mean_ci(a)})
+        per[label] = mean_ci(accs)
+    return rp.write("table1_freezing", {"iteration": rp.common, "summary": per}, rows)
+
+
+def before_after(rp: Reproduction) -> dict:
+    """Figure 2: every layer before vs after the inner loop, MAML and ANIL seeds, with chance."""
+    from repsim.results import summarise
+
+    out, all_rows = {}, []
+    for algorithm in ("maml", "anil"):
+        records = []
+        for run in rp.runs_of(algorithm):
+            change = _change(rp, rp.at_common(run))
+            records += [{**r, "seed": run.seed} for r in change.records]
+        summary = summarise(records, ("layer", "measure"))
+        chance = {
+            (r["layer"], r["measure"]): r["mean"]
+            for r in summarise(records, ("layer", "measure"), "chance")
+        }
+        summary = [{**r, "chance": chance[(r["layer"], r["measure"])]} for r in summary]
+        out[algorithm] = summary
+        all_rows += [{"algorithm": algorithm, **r} for r in summary]
+    return rp.write(
+        "figure2_similarity",
+        {"iteration": rp.common, "measures": list(MEASURES), "summary": out},
+        all_rows,
+    )
+
+
+def along_training(rp: Reproduction) -> dict:
+    """Figure 3 and Appendix B.3: along MAML seed 0's training, the accuracy with and without
+    conv1-4 frozen, each layer's similarity before vs after (with chance), weight movement."""
+    from repsim.results import mean_ci
+
+    run = rp.runs_of("maml")[0]
+    iterations = sorted([*run.checkpoints, run.iterations])
+    rows, moves = [], []
+    for it in iterations:
+        path = run.checkpoint_at(it, rp.root)
+        acc_none = mean_ci(rp.accuracies(path, freeze=0, tasks=rp.s.training_tasks))
+        acc_frozen = mean_ci(rp.accuracies(path, freeze=4, tasks=rp.s.training_tasks))
+        change = _change(rp, path, measures=("cca", "cca98", "cka"))
+        summary = change.summary()
+        row = {
+            "iteration": it,
+            "fraction": it / run.iterations,
+            "acc_none": acc_none["mean"],
+            "acc_none_ci": acc_none["half_width"],
+            "acc_conv1_4": acc_frozen["mean"],
+            "acc_conv1_4_ci": acc_frozen["half_width"],
+        }
+        for r in summary:
+            row[f"{r['measure']}_{r['layer']}"] = r["mean"]
+            row[f"{r['measure']}_{r['layer']}_chance"] = r["chance"]
+        rows.append(row)
+        moves += [{"iteration": it, **m} for m in change.movement_summary()]
+    rp.write(
+        "weight_movement", {"run": run.name, "iterations": run.iterations, "rows": moves}, moves
+    )
+    return rp.write(
+        "figure3_training", {"run": run.name, "iterations": run.iterations, "rows": rows}, rows
+    )
+
+
+def _final_training_loss(rp: Reproduction, run: Run, tail: float = 0.1) -> float | None:
+    """Mean logged training loss over the last ``tail`` of a run's iterations (up to the
+    common iteration)."""
+    from repsim.train import read_metrics
+
+    if not run.metrics or not (rp.root / run.metrics).exists():
+        return None
+    rows = [
+        r
+        for r in read_metrics(rp.root / run.metrics)
+        if "loss" in r and r["iteration"] <= rp.common
+    ]
+    late = [r["loss"] for r in rows if r["iteration"] > (1 - tail) * rp.common]
+    return float(np.mean(late)) if late else None
+
+
+def _curve(rp: Reproduction, run: Run, points: int = 200) -> dict:
+    """A run's learning curve from its metrics log: training loss (at most ``points`` rows)
+    and validation accuracy against iteration."""
+    from repsim.train import read_metrics
+
+    out = {"algorithm": run.algorithm, "seed": run.seed, "loss": [], "val_accuracy": []}
+    if not run.metrics or not (rp.root / run.metrics).exists():
+        return out
+    rows = read_metrics(rp.root / run.metrics)
+    loss = [(r["iteration"], r["loss"]) for r in rows if "loss" in r]
+    step = max(1, len(loss) // points)
+    out["loss"] = loss[::step]
+    out["val_accuracy"] = [(r["iteration"], r["val_accuracy"]) for r in rows if "val_accuracy" in r]
+    return out
+
+
+def maml_vs_anil(rp: Reproduction) -> dict:
+    """Table 2: MAML vs ANIL test accuracy (seeds pooled, at the common iteration), the
+    learning curves' final training losses, and each run's own final accuracy."""
+    from repsim.results import mean_ci
+
+    out, rows, losses = {}, [], {}
+    for algorithm in ("maml", "anil"):
+        accs = []
+        for run in rp.runs_of(algorithm):
+            a = rp.accuracies(rp.at_common(run))
+            accs += a
+            rows.append(
+                {"algorithm": algorithm, "seed": run.seed, "iteration": rp.common, **mean_ci(a)}
+            )
+            losses.setdefault(algorithm, []).append(_final_training_loss(rp, run))
+        if accs:
+            out[algorithm] = mean_ci(accs)
+            out[f"{algorithm}_seed_std"] = float(
+                np.std([r["mean"] for r in rows if r["algorithm"] == algorithm])
+            )
+    curves = {run.name: _curve(rp, run) for run in rp.meta_runs}
+    return rp.write(
+        "table2_maml_vs_anil",
+        {
+            "iteration": rp.common,
+            "summary": out,
+            "final_training_loss": losses,
+            "curves": curves,
+        },
+        rows,
+    )
+
+
+def _pooled_activations(model, tasks, layers) -> dict[str, torch.Tensor]:
+    """Each layer's activations over all tasks, ``(sum of datapoints, features)``: every task
+    runs as its own batch (its own normalisation pass), then the rows are stacked."""
+    from repsim.capture import capture
+    from repsim.similarity import conv_to_2d
+
+    per_layer: dict[str, list[torch.Tensor]] = {lyr: [] for lyr in layers}
+    for task in tasks:
+        acts = capture(model, torch.cat([task.support_x, task.query_x]))
+        for lyr in layers:
+            per_layer[lyr].append(conv_to_2d(acts[lyr].double()))
+    return {lyr: torch.cat(v) for lyr, v in per_layer.items()}
+
+
+def seed_similarity(rp: Reproduction) -> dict:
+    """Table 3: similarity of the meta-inits (no adaptation) across seeds and algorithms, on
+    activations pooled over tasks, with each (layer, measure)'s chance level."""
+    from repsim.checkpoint import load_checkpoint
+    from repsim.results import mean_ci
+    from repsim.similarity import chance_level, get_measure
+
+    tasks = rp.tasks(rp.s.compare_tasks)
+    acts = {
+        (r.algorithm, r.seed): _pooled_activations(
+            load_checkpoint(rp.at_common(r))[0], tasks, LAYERS
+        )
+        for r in rp.meta_runs
+    }
+    maml = [k for k in acts if k[0] == "maml"]
+    anil = [k for k in acts if k[0] == "anil"]
+    pairs = {
+        "MAML-MAML": list(itertools.combinations(maml, 2)),
+        "ANIL-ANIL": list(itertools.combinations(anil, 2)),
+        "ANIL-MAML": [(a, m) for a in anil for m in maml if a[1] != m[1]],
+    }
+    rows, out = [], {}
+    for label, plist in pairs.items():
+        if not plist:
+            continue
+        out[label] = {}
+        for measure in MEASURES:
+            fn = get_measure(measure)
+            per_layer = {}
+            for layer in LAYERS:
+                vals = [float(fn(acts[a][layer], acts[b][layer])) for a, b in plist]
+                a, b = plist[0]
+                chance = chance_level(
+                    fn, acts[a][layer], acts[b][layer], rp.s.chance_permutations, rp.s.seed
+                )
+                per_layer[layer] = {**mean_ci(vals), "chance": chance}
+                rows.append({"pair": label, "measure": measure, "layer": layer, **per_layer[layer]})
+            out[label][measure] = {
+                "body": float(np.mean([per_layer[lyr]["mean"] for lyr in BODY])),
+                "body_chance": float(np.mean([per_layer[lyr]["chance"] for lyr in BODY])),
+                "per_layer": per_layer,
+                "pairs": len(plist),
+            }
+    return rp.write(
+        "table3_seed_similarity",
+        {
+            "iteration": rp.common,
+            "tasks": len(tasks),
+            "datapoints": {lyr: int(next(iter(acts.values()))[lyr].shape[0]) for lyr in LAYERS},
+            "summary": out,
+        },
+        rows,
+    )
+
+
+def nil_head(rp: Reproduction) -> dict:
+    """Table 4 and Appendix D.1: MAML and ANIL bodies with the NIL head (cosine similarity to
+    the support features, no head at all) against their own adapted head."""
+    from repsim.results import mean_ci
+
+    out, rows = {}, []
+    for algorithm in ("maml", "anil"):
+        nil, own = [], []
+        for run in rp.runs_of(algorithm):
+            a = rp.accuracies(rp.at_common(run), head="nil")
+            b = rp.accuracies(rp.at_common(run))
+            nil += a
+            own += b
+            rows.append({"body": algorithm, "head": "nil", "seed": run.seed, **mean_ci(a)})
+            rows.append({"body": algorithm, "head": "own", "seed": run.seed, **mean_ci(b)})
+        if nil:
+            out[algorithm] = {"nil": mean_ci(nil), "own": mean_ci(own)}
+    return rp.write("table4_nil", {"iteration": rp.common, "summary": out}, rows)
+
+
+def regimes(rp: Reproduction) -> dict:
+    """Table 5: each training regime's body with the NIL head and with an adapted head. NIL
+    training runs are labelled by their softmax temperature (``nil@1``, ``nil@10``)."""
+    from repsim.checkpoint import read_checkpoint
+    from repsim.results import mean_ci
+
+    out, rows = {}, []
+    for regime in ("maml", "anil", "multiclass", "multitask", "nil", "random"):
+        for run in rp.runs_of(regime):
+            path = rp.at_common(run) if regime in ("maml", "anil") else rp.root / run.final
+            label = regime
+            if regime == "nil":
+                scale = read_checkpoint(path)[1]["train"].get("nil_train_scale", 10.0)
+                label = f"nil@{scale:g}"
+            if label in out:  # one run per regime (its first seed)
+                continue
+            out[label] = {h: mean_ci(rp.accuracies(path, head=h)) for h in ("nil", "adapt")}
+            out[label]["iterations"] = run.iterations
+            rows += [{"regime": label, "head": h, **out[label][h]} for h in ("nil", "adapt")]
+    return rp.write("table5_regimes", {"summary": out}, rows)
+
+
+def speed(rp: Reproduction, train_steps: int = 5, test_steps: int = 10) -> dict:
+    """Section 4.2: seconds per training iteration (the trainer's own path) and per test-time
+    adaptation, ANIL vs MAML, 1 thread, at the paper's inner steps (5 in training, 10 at
+    test) on this setting's shapes."""
+    from repsim.checkpoint import load_checkpoint
+    from repsim.data import TaskSampler
+    from repsim.inner_loop import InnerLoop, forward
+    from repsim.train import TrainConfig, episodic_loss, use_vmap
+
+    run = rp.runs_of("maml")[0]
+    model, record = load_checkpoint(rp.root / run.final)
+    tr = record["train"]
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    base = {k: v for k, v in tr.items() if k in fields}
+    shaped = TaskSampler(rp.sampler.classes, tr["ways"], tr["shots"], tr["queries"])
+    batch = shaped.batch(range(tr["meta_batch"]))
+    task = rp.sampler.task(0)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = {}
+    try:
+        for algorithm in ("maml", "anil"):
+            cfg = TrainConfig(
+                **{
+                    **base,
+                    "algorithm": algorithm,
+                    "inner_steps": train_steps,
+                    "test_inner_steps": test_steps,
+                }
+            )
+            record = {"train": cfg.to_dict()}
+            train_loop = InnerLoop.from_record(model, record, phase="train")
+            test_loop = InnerLoop.from_record(model, record, phase="test")
+            params = dict(model.named_parameters())
+
+            def train_step(loop=train_loop, cfg=cfg, params=params):
+                episodic_loss(model, params, batch, loop, use_vmap(cfg), backward=True)
+                model.zero_grad(set_to_none=True)
+
+            def test_adapt(loop=test_loop, params=params):
+                p = {n: v.detach() for n, v in params.items()}
+                forward(model, loop.adapt(model, p, task.support_x, task.support_y), task.query_x)
+
+            out[algorithm] = {
+                "train_step_s": _median_time(train_step, rp.s.speed_repeats),
+                "test_adapt_s": _median_time(test_adapt, 3 * rp.s.speed_repeats),
+                "vmap": use_vmap(cfg),
+            }
+    finally:
+        torch.set_num_threads(old)
+    out["speedup_train"] = out["maml"]["train_step_s"] / out["anil"]["train_step_s"]
+    out["speedup_test"] = out["maml"]["test_adapt_s"] / out["anil"]["test_adapt_s"]
+    out["shape"] = {
+        "ways": tr["ways"],
+        "shots": tr["shots"],
+        "queries": tr["queries"],
+        "meta_batch": tr["meta_batch"],
+        "inner_steps": train_steps,
+        "test_inner_steps": test_steps,
+    }
+    rows = [{"algorithm": a, **out[a]} for a in ("maml", "anil")]
+    return rp.write("speed", {"summary": out, "threads": 1}, rows)
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(max(repeats, 1)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+ANALYSES = (
+    ("Figure 2: similarity before vs after adaptation", before_after),
+    ("Table 1: test-time freezing", freezing),
+    ("Table 2: MAML vs ANIL", maml_vs_anil),
+    ("Table 3: similarity across seeds", seed_similarity),
+    ("Table 4 / Appendix D.1: NIL head", nil_head),
+    ("Table 5: training regimes", regimes),
+    ("Figure 3 / weight movement: along training", along_training),
+    ("Speed: ANIL vs MAML", speed),
+)
+
+
+def run_all(rp: Reproduction) -> None:
+    """Every analysis of one setting; each writes its own results file."""
+    for title, analysis in ANALYSES:
+        rp.say(title)
+        analysis(rp)
