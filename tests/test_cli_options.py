@@ -97,8 +97,7 @@ def test_a_new_trainconfig_field_is_a_new_train_option(monkeypatch):
     )
     monkeypatch.setattr(repsim.train, "TrainConfig", extended)
     args = build_parser().parse_args(
-        ["train", "--out", "x", "--new-text", "unicorn", "--no-new-flag"]
-        + ["--new-list", "0,90"]
+        ["train", "--out", "x", "--new-text", "unicorn", "--no-new-flag"] + ["--new-list", "0,90"]
     )
     assert (args.new_text, args.new_flag, args.new_list) == ("unicorn", False, [0, 90])
     assert {"new_text", "new_flag", "new_list", "ways"} <= set(args.config_fields)

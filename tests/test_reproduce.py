@@ -18,8 +18,8 @@ TABLES = [
     "speed",
     "table4_nil",
     "table5_regimes",
-    "claims",
 ]
+SETTING = "omniglot-5w1s-cpu"  # the quick runs: repsim's CPU protocol, 5-way 1-shot
 FIGURES = [
     "table1_freezing",
     "figure2_maml",
@@ -41,18 +41,25 @@ def quick_run(tmp_path_factory, omniglot_data_dir):
 
 @pytest.mark.data
 def test_quick_reproduction_writes_every_table_figure_and_the_report(quick_run):
+    from repsim.reproduce.claims import CLAIMS
+
     for name in TABLES:
-        data = json.loads((quick_run / "results" / f"{name}.json").read_text())
+        data = json.loads((quick_run / "results" / SETTING / f"{name}.json").read_text())
         assert data["provenance"]["code_version"]["repsim"]
-        assert (quick_run / "results" / f"{name}.csv").stat().st_size > 0
+        assert data["setting"] == SETTING
+        assert (quick_run / "results" / SETTING / f"{name}.csv").stat().st_size > 0
     for name in FIGURES:
         for ext in ("png", "pdf"):
-            assert (quick_run / "figures" / f"{name}.{ext}").stat().st_size > 1000
+            assert (quick_run / "figures" / SETTING / f"{name}.{ext}").stat().st_size > 1000
     report = (quick_run / "results" / "report.md").read_text()
-    assert "| claim | ours | paper | verdict |" in report
+    assert "| claim (source) | clause | setting | ours | band | paper | verdict |" in report
     claims = json.loads((quick_run / "results" / "claims.json").read_text())["claims"]
-    assert len(claims) == 6
-    assert all(c["verdict"] for c in claims)
+    assert len(claims) == sum(len(c.clauses) for c in CLAIMS)  # every clause once
+    assert {c["verdict"] for c in claims} <= {"holds", "fails", "not tested here"}
+    mini = [c for c in claims if c["clause"].startswith("MiniImageNet")]
+    assert mini and all(c["verdict"] == "not tested here" and c["reason"] for c in mini)
+    # Omniglot 5-way stands in for the paper's MiniImageNet and 20-way settings: a proxy
+    assert all(c["proxy"] for c in claims if c["setting"] == SETTING)
 
 
 @pytest.mark.data
@@ -72,10 +79,13 @@ def test_quick_checkpoints_evaluate_from_the_cli(quick_run, omniglot_data_dir, c
 @pytest.mark.data
 def test_anil_adaptation_leaves_the_body_unchanged_in_the_similarity_results(quick_run):
     """ANIL adapts only the head, so every body layer's similarity is exactly 1."""
-    summary = json.loads((quick_run / "results" / "figure2_similarity.json").read_text())
+    path = quick_run / "results" / SETTING / "figure2_similarity.json"
+    summary = json.loads(path.read_text())
+    assert {r["measure"] for r in summary["summary"]["anil"]} == {"cca", "cca98", "svcca", "cka"}
     for row in summary["summary"]["anil"]:
         if row["layer"] != "head":
             assert row["mean"] == pytest.approx(1.0, abs=1e-9), row
+            assert row["chance"] < 0.9, row  # permuted data is far from identical
 
 
 @pytest.mark.data

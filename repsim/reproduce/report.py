@@ -7,9 +7,9 @@ import json
 import math
 from pathlib import Path
 
-from repsim.reproduce_pkg.analyses import LAYERS, MEASURES
-from repsim.reproduce_pkg.claims import format_table
-from repsim.reproduce_pkg.paper import PAPER, SUBMISSION
+from repsim.reproduce.analyses import LAYERS, MEASURES
+from repsim.reproduce.claims import format_table
+from repsim.reproduce.paper import PAPER, SUBMISSION
 
 
 def _load(folder: Path, name: str) -> dict | None:

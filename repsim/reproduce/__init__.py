@@ -9,6 +9,10 @@ One job per module:
 - :mod:`~repsim.reproduce.report`: the report, rendered from the results files;
 - :mod:`~repsim.reproduce.figures`: the figures, drawn from the results files.
 
+Runs are compared at their common iteration: the latest at which every MAML and ANIL run of a
+folder has a checkpoint (so runs still training, or of different lengths, compare like with
+like); the report states it beside the training length of every run.
+
 Input: checkpoint folders, each with a ``manifest.json`` listing its runs (one setting per
 folder, e.g. ``checkpoints/`` for Omniglot 5-way 1-shot and ``checkpoints/paper20/`` for the
 paper's Omniglot 20-way protocol). Output under ``OUT``: ``results/<setting>/*.json|csv``,
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repsim.reproduce_pkg.runs import (
+from repsim.reproduce.runs import (
     Run,
     Settings,
     checkpoint_folders,
@@ -51,7 +55,7 @@ def reproduce(
     and render the report; returns the report's path."""
     import json
 
-    from repsim.reproduce_pkg import analyses, claims, figures, report
+    from repsim.reproduce import analyses, claims, figures, report
     from repsim.results import provenance, write_csv, write_json
 
     settings = settings or Settings()

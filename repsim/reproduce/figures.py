@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from repsim.reproduce_pkg.analyses import LAYERS, VERDICT_MEASURE
+from repsim.reproduce.analyses import LAYERS, VERDICT_MEASURE
 
 
 def _load(path: Path) -> dict | None:

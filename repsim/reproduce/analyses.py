@@ -3,8 +3,8 @@ as JSON and CSV under ``OUT/results/<setting>/`` (with provenance). Nothing here
 renders; the figures (:mod:`repsim.reproduce.figures`) and the report
 (:mod:`repsim.reproduce.report`) read these files.
 
-Runs of different lengths are compared at their common iteration (the shortest meta-learning
-run's final iteration; longer runs keep a checkpoint there), so seeds compare like with like.
+Runs of different lengths are compared at their common iteration (:func:`common_iteration`:
+the latest at which every MAML and ANIL run has a checkpoint), so seeds compare like with like.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from repsim.errors import InputError
-from repsim.reproduce_pkg.paper import FREEZE_LABELS
-from repsim.reproduce_pkg.runs import Run, Settings, read_manifest, setting_of
+from repsim.reproduce.paper import FREEZE_LABELS
+from repsim.reproduce.runs import Run, Settings, read_manifest, setting_of
 
 BODY = ("conv1", "conv2", "conv3", "conv4")
 LAYERS = (*BODY, "head")
@@ -51,7 +51,7 @@ class Reproduction:
             raise InputError(
                 f"{self.root}/manifest.json lists no MAML run: the analyses compare against MAML"
             )
-        self.common = min(r.iterations for r in self.meta_runs)
+        self.common = common_iteration(self.meta_runs, self.root)
         self.devices = {  # where each run was trained (older records: the CPU)
             r.name: read_checkpoint(self.root / r.final)[1].get("device", {}).get("type", "cpu")
             for r in self.runs
@@ -131,6 +131,20 @@ class Reproduction:
         if rows:
             write_csv(self.results / f"{name}.csv", rows)
         return data
+
+
+def common_iteration(runs: list[Run], root: Path) -> int:
+    """The latest iteration at which every run has a checkpoint (its final one or one along
+    training): runs of different lengths, or still training, are compared there."""
+    have = [set(r.checkpoints) | {r.iterations} for r in runs]
+    shared = set.intersection(*have) if have else set()
+    if not shared:
+        raise InputError(
+            f"the runs in {root}/manifest.json share no checkpoint iteration "
+            f"({ {r.name: sorted(h) for r, h in zip(runs, have)} }); keep checkpoints at common "
+            "iterations (--checkpoint-at) to compare them"
+        )
+    return max(shared)
 
 
 def _change(rp: Reproduction, path: Path, measures=MEASURES, chance: bool = True):

@@ -1,0 +1,78 @@
+"""The claims evaluator: bands decide verdicts, missing results are 'not tested here' with a
+reason, and a setting other than the paper's is a proxy."""
+
+from __future__ import annotations
+
+import pytest
+
+from repsim.reproduce.claims import CLAIMS, evaluate, format_table
+
+
+def _freezing(accs: list[float]) -> dict:
+    labels = ("none", "conv1", "conv1-2", "conv1-3", "conv1-4")
+    return {"summary": {k: {"mean": a / 100, "half_width": 0.01} for k, a in zip(labels, accs)}}
+
+
+def _table2(maml: float, anil: float, losses=(0.5, 0.52)) -> dict:
+    return {
+        "summary": {"maml": {"mean": maml / 100}, "anil": {"mean": anil / 100}},
+        "final_training_loss": {"maml": [losses[0]], "anil": [losses[1]]},
+    }
+
+
+def _rows(results: dict, shots: int = 1) -> dict:
+    ctx = {s: {"train": {"shots": shots}} for s in results}
+    out = {}
+    for r in evaluate(results, ctx):
+        out.setdefault((r["key"], r["clause"], r["setting"]), r)
+    return out
+
+
+def test_freezing_bands_follow_the_shots():
+    results = {"omniglot-20w1s-paper": {"table1_freezing": _freezing([95, 95, 94.5, 94, 93.0])}}
+    rows = _rows(results, shots=1)
+    drop = rows[("freezing", "acc(none) − acc(conv1–4 frozen)", "omniglot-20w1s-paper")]
+    assert drop["verdict"] == "fails" and "drop 2.0" in drop["ours"]  # 2.0 > 1.5 at 1-shot
+    rows5 = _rows({"omniglot-20w5s-paper": results["omniglot-20w1s-paper"]}, shots=5)
+    key = ("freezing", "acc(none) − acc(conv1–4 frozen)", "omniglot-20w5s-paper")
+    assert rows5[key]["verdict"] == "holds"  # 2.0 <= 3.0 at 5-shot
+
+
+def test_a_rise_beyond_the_slack_breaks_monotonicity():
+    rows = _rows({"omniglot-5w1s-cpu": {"table1_freezing": _freezing([90, 91, 90, 90, 90])}})
+    mono = rows[("freezing", "accuracy non-increasing as more layers freeze", "omniglot-5w1s-cpu")]
+    assert mono["verdict"] == "fails"
+
+
+@pytest.mark.parametrize("anil,verdict", [(92.8, "holds"), (92.6, "fails"), (96.2, "holds")])
+def test_anil_may_be_above_maml_but_not_more_than_a_point_below(anil, verdict):
+    rows = _rows({"omniglot-20w1s-paper": {"table2_maml_vs_anil": _table2(93.7, anil)}})
+    row = rows[("anil_vs_maml", "Omniglot: ANIL ≥ MAML − 1.0 pt", "omniglot-20w1s-paper")]
+    assert row["verdict"] == verdict
+    assert row["proxy"] is False  # the paper's own setting
+
+
+def test_miniimagenet_clauses_are_not_tested_without_miniimagenet_results():
+    rows = _rows({"omniglot-20w1s-paper": {"table2_maml_vs_anil": _table2(93.7, 96.2)}})
+    row = rows[("anil_vs_maml", "MiniImageNet: |ANIL − MAML|", "miniimagenet")]
+    assert row["verdict"] == "not tested here" and "not redistributable" in row["reason"]
+
+
+def test_a_claim_with_no_results_is_not_tested_and_says_why():
+    rows = evaluate({}, {})
+    assert len(rows) == sum(len(c.clauses) for c in CLAIMS)
+    assert all(r["verdict"] == "not tested here" and r["reason"] for r in rows)
+    assert "| claim (source) |" in format_table(rows)
+
+
+def test_another_dataset_than_the_papers_is_a_proxy():
+    results = {"omniglot-5w1s-cpu": {"table1_freezing": _freezing([95, 95, 95, 95, 95])}}
+    row = _rows(results)[("freezing", "acc(none) − acc(conv1–4 frozen)", "omniglot-5w1s-cpu")]
+    assert row["proxy"] is True and row["verdict"] == "holds"
+
+
+def test_training_losses_fifteen_percent_apart_fail():
+    t2 = _table2(93.7, 96.2, losses=(0.40, 0.47))
+    rows = _rows({"omniglot-20w1s-paper": {"table2_maml_vs_anil": t2}})
+    key = ("anil_vs_maml", "learning curves: final training losses", "omniglot-20w1s-paper")
+    assert rows[key]["verdict"] == "fails"  # 17.5 % apart
