@@ -9,24 +9,15 @@
 - ``last.safetensors`` + ``last.optim.safetensors`` every ``save_every`` iterations, for
   ``resume=True``; ``final.safetensors`` at the end.
 
+The layers, as in pytorch-maml's trainer: the configuration and presets
+(:mod:`repsim.train_config`), one objective per regime with one signature
+(:mod:`repsim.objectives`), :func:`steps`, a loop that yields each iteration's statistics, and
+:func:`train`, a thin driver that logs, validates and saves.
+
 Determinism: the model's init is drawn from ``seed``; training task ``j`` of iteration ``i`` is
 task ``i * meta_batch + j`` of the training sampler, a pure function of (split, seed, index).
 So a resumed run needs no RNG state beyond the iteration number and repeats the uninterrupted
 run's losses exactly (on the same device and thread count).
-
-Threads: on CPU ``threads`` defaults to 1. With 2 cores and another busy process, a
-second-order MAML step measured 12x slower with 2 torch threads than with 1; on an idle
-many-core machine raise it with ``--threads``.
-
-Regimes (Table 5 of the paper):
-
-- ``maml`` / ``fomaml`` / ``anil`` / ``boil``: episodic meta-learning, one inner loop
-  (``repsim.inner_loop``) with a different set of adapted parameters;
-- ``multiclass``: supervised classification over all training classes (one big head), then the
-  head is replaced by a zero N-way head that evaluation adapts;
-- ``multitask``: episodic labels, one shared N-way head, no inner loop;
-- ``nil``: NIL training, cosine-similarity classification of queries against supports;
-- ``random``: no training at all (random features).
 """
 
 from __future__ import annotations
@@ -36,286 +27,39 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from repsim.errors import InputError
+from repsim.objectives import OBJECTIVES, TrainingContext, episodic_loss, multiclass_batch
+from repsim.train_config import (
+    ALGORITHMS,
+    EPISODIC,
+    PRESETS,
+    TrainConfig,
+    config_from_preset,
+    resolve_device,
+    use_vmap,
+)
 
-EPISODIC = ("maml", "fomaml", "anil", "boil")
-ALGORITHMS = (*EPISODIC, "multiclass", "multitask", "nil", "random")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; stored in every checkpoint it writes."""
-
-    algorithm: str = "maml"
-    dataset: str = "omniglot"
-    split: str = "maml"
-    rotations: bool = False  # 90/180/270-degree copies as extra training classes
-    task_rotations: bool = False  # each class of a task turned by k*90 deg, train and test
-    ways: int = 5
-    shots: int = 1
-    queries: int = 5  # per class, training tasks
-    test_queries: int = 15  # per class, validation / evaluation tasks
-    inner_lr: float = 2.0  # on the mean cross-entropy; = N * the paper's alpha
-    inner_steps: int = 5
-    test_inner_steps: int = 10
-    meta_batch: int = 16
-    outer_lr: float = 1e-3
-    iterations: int = 2000
-    seed: int = 0
-    norm: str = "transductive"
-    norm_affine: str = "full"  # "full": norm scale and shift; "beta": shift only
-    head_init: str = "xavier"  # "xavier" or "normal" (N(0, 1), the original Omniglot code)
-    nil_train_scale: float = 1.0  # softmax temperature of NIL training (the paper states none)
-    multiclass_batch: int = 64
-    val_every: int = 250
-    val_tasks: int = 100
-    log_every: int = 10
-    save_every: int = 250
-    checkpoint_at: list[int] = field(default_factory=list)
-    device: str = "auto"
-    threads: int = 1
-    vmap: str = "auto"  # auto | on | off
-    data_dir: str | None = None
-
-    def __post_init__(self):
-        if self.algorithm not in ALGORITHMS:
-            raise InputError(f"unknown algorithm {self.algorithm!r}; use one of {ALGORITHMS}")
-        if self.vmap not in ("auto", "on", "off"):
-            raise InputError(f"vmap must be auto, on or off, got {self.vmap!r}")
-        for name in (
-            "ways",
-            "shots",
-            "meta_batch",
-            "iterations",
-            "threads",
-            "log_every",
-            "save_every",
-            "val_every",
-        ):
-            if getattr(self, name) < (0 if name == "iterations" else 1):
-                raise InputError(f"{name} must be positive, got {getattr(self, name)}")
-
-    @property
-    def first_order(self) -> bool:
-        return self.algorithm == "fomaml"
-
-    def to_dict(self) -> dict:
-        """The stored record: every field but ``data_dir`` (a path of this machine; the record's
-        ``data`` section identifies the data by dataset, split and content digest)."""
-        d = {k: v for k, v in dataclasses.asdict(self).items() if k != "data_dir"}
-        d["first_order"] = self.first_order
-        return d
-
-
-# The paper's settings (Finn et al. 2017 as used by Raghu et al. 2020), with inner_lr on the mean
-# cross-entropy (N * alpha), and a CPU preset that trains a good model on 2 cores.
-PRESETS: dict[str, dict] = {
-    "omniglot-5way": dict(
-        dataset="omniglot",
-        ways=5,
-        shots=1,
-        queries=1,
-        meta_batch=32,
-        inner_lr=2.0,
-        inner_steps=5,
-        test_inner_steps=10,
-        outer_lr=1e-3,
-        iterations=60000,
-    ),
-    "omniglot-20way": dict(
-        dataset="omniglot",
-        ways=20,
-        shots=1,
-        queries=1,
-        meta_batch=16,
-        inner_lr=2.0,
-        inner_steps=5,
-        test_inner_steps=10,
-        outer_lr=1e-3,
-        iterations=60000,
-    ),
-    "miniimagenet-5way": dict(
-        dataset="miniimagenet",
-        ways=5,
-        shots=1,
-        queries=15,
-        meta_batch=4,
-        inner_lr=0.05,
-        inner_steps=5,
-        test_inner_steps=10,
-        outer_lr=1e-3,
-        iterations=60000,
-    ),
-    # The original code's Omniglot protocol (Finn et al.'s code as used by Raghu et al.): N(0, 1)
-    # head, shift-only norm, every class of a task turned by a random multiple of 90 degrees at
-    # training and at test, 5 inner steps in training and 10 at test, Adam 1e-3, one query per
-    # class, alpha = 0.4 (5-way) / 0.1 (20-way) mapped to the mean loss (inner_lr = N * alpha).
-    # One deviation: the 'maml' split keeps 100 of the 1,200 training characters for validation.
-    "paper-omniglot-5way": dict(
-        dataset="omniglot",
-        ways=5,
-        shots=1,
-        queries=1,
-        meta_batch=32,
-        inner_lr=2.0,
-        inner_steps=5,
-        test_inner_steps=10,
-        outer_lr=1e-3,
-        iterations=60000,
-        head_init="normal",
-        norm_affine="beta",
-        task_rotations=True,
-    ),
-    "paper-omniglot-20way": dict(
-        dataset="omniglot",
-        ways=20,
-        shots=1,
-        queries=1,
-        meta_batch=16,
-        inner_lr=2.0,
-        inner_steps=5,
-        test_inner_steps=10,
-        outer_lr=1e-3,
-        iterations=60000,
-        head_init="normal",
-        norm_affine="beta",
-        task_rotations=True,
-    ),
-    "cpu": dict(
-        dataset="omniglot",
-        ways=5,
-        shots=1,
-        queries=5,
-        meta_batch=16,
-        inner_lr=2.0,
-        inner_steps=2,
-        test_inner_steps=10,
-        outer_lr=2e-3,
-        iterations=2000,
-    ),
-}
-
-
-def config_from_preset(preset: str | None, **overrides) -> TrainConfig:
-    """A :class:`TrainConfig` from a preset name and explicit overrides (``None`` = unset)."""
-    base: dict = {}
-    if preset:
-        if preset not in PRESETS:
-            raise InputError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
-        base.update(PRESETS[preset])
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(**base)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for, but torch sees no CUDA device; use cpu")
-    return torch.device(device)
-
-
-def use_vmap(cfg: TrainConfig) -> bool:
-    """vmap over tasks. ``auto``: on for Omniglot with algorithms that adapt the body (measured
-    1.5x faster than the loop on CPU at 5-way), off for MiniImageNet (measured slower, and more
-    memory), for ANIL (its loop runs the body once per task) and for running-statistics norm
-    (stateful). See analysis/bench_engine.py and analysis/bench_gpu.py."""
-    if cfg.vmap == "on":
-        if cfg.norm != "transductive":
-            raise InputError("vmap needs norm='transductive' (running statistics are stateful)")
-        return True
-    if cfg.vmap == "off":
-        return False
-    return (
-        cfg.norm == "transductive"
-        and cfg.algorithm in ("maml", "fomaml", "boil")
-        and cfg.dataset == "omniglot"
-    )
-
-
-# --- objectives -------------------------------------------------------------------------------
-
-
-def episodic_loss(model, params, batch, loop, vmap: bool, backward: bool = False):
-    """Mean query loss and accuracy over a batch of tasks ``[T, ...]`` after the inner loop
-    ``loop`` (a :class:`repsim.inner_loop.InnerLoop`).
-
-    ``backward=True`` also accumulates the meta-gradient into ``.grad`` and returns the loss
-    detached. On the loop path each task is back-propagated as soon as its loss exists, so only
-    one task's second-order graph is alive at a time (several times less memory than summing
-    the losses first; the gradient is the same up to float summation order).
-    """
-    if vmap:
-        losses, logits = loop.batched_query_losses(
-            model, params, batch.support_x, batch.support_y, batch.query_x, batch.query_y
-        )
-        loss = losses.mean()
-        if backward:
-            loss.backward()
-            loss = loss.detach()
-        return loss, (logits.argmax(-1) == batch.query_y).float().mean().detach()
-    total, acc = 0.0, 0.0
-    n = len(batch)
-    for t in range(n):
-        loss, logits = loop.query_loss(
-            model,
-            params,
-            batch.support_x[t],
-            batch.support_y[t],
-            batch.query_x[t],
-            batch.query_y[t],
-        )
-        if backward:
-            (loss / n).backward()
-            loss = loss.detach()
-        total = total + loss
-        acc = acc + (logits.argmax(-1) == batch.query_y[t]).float().mean().detach()  # no sync
-    return total / n, acc / n
-
-
-def multitask_loss(model, batch):
-    """No inner loop: one shared N-way head on episodic labels (support and query)."""
-    total, acc = 0.0, 0.0
-    for t in range(len(batch)):
-        x = torch.cat([batch.support_x[t], batch.query_x[t]])
-        y = torch.cat([batch.support_y[t], batch.query_y[t]])
-        logits = model(x)
-        total = total + F.cross_entropy(logits, y)
-        acc = acc + (logits.argmax(-1) == y).float().mean()
-    return total / len(batch), acc / len(batch)
-
-
-def nil_training_loss(model, batch, ways: int, scale: float):
-    """NIL training: queries classified by cosine similarity to support features."""
-    from repsim.nil import nil_probabilities
-
-    total, acc = 0.0, 0.0
-    for t in range(len(batch)):
-        fs = model(batch.support_x[t], stage="body")
-        fq = model(batch.query_x[t], stage="body")
-        probs = nil_probabilities(fs, batch.support_y[t], fq, ways, scale)
-        total = total + F.nll_loss(torch.log(probs + 1e-8), batch.query_y[t])
-        acc = acc + (probs.argmax(-1) == batch.query_y[t]).float().mean()
-    return total / len(batch), acc / len(batch)
-
-
-def multiclass_batch(classes, iteration: int, seed: int, batch_size: int, device):
-    """A supervised minibatch over all training classes, a pure function of (seed, iteration)."""
-    rng = np.random.default_rng([seed, iteration, 7919])
-    c = rng.integers(0, classes.n_classes, size=batch_size)
-    i = rng.integers(0, classes.n_per_class, size=batch_size)
-    x = torch.from_numpy(classes.images[c, i].astype(np.float32) / 255.0).to(device)
-    return x, torch.from_numpy(c).long().to(device)
-
-
-# --- validation -------------------------------------------------------------------------------
+__all__ = [
+    "ALGORITHMS",
+    "EPISODIC",
+    "PRESETS",
+    "TrainConfig",
+    "config_from_preset",
+    "episodic_loss",
+    "multiclass_batch",
+    "read_metrics",
+    "resolve_device",
+    "steps",
+    "train",
+    "use_vmap",
+    "validate",
+]
 
 
 def validate(model, sampler, cfg: TrainConfig, n_tasks: int, device) -> float:
@@ -330,9 +74,6 @@ def validate(model, sampler, cfg: TrainConfig, n_tasks: int, device) -> float:
         task_accuracy(model, params, sampler.task(i).to(device), loop, head) for i in range(n_tasks)
     ]
     return float(np.mean(accs))
-
-
-# --- the loop ---------------------------------------------------------------------------------
 
 
 def _fresh_head_for_evaluation(model, ways: int):
@@ -370,6 +111,52 @@ def _record(
         "code_version": code_version(),
         "created": now_utc(),
     }
+
+
+def steps(ctx: TrainingContext, optimizer, start: int, stop: int) -> Iterator[tuple]:
+    """Iterations ``start+1 .. stop``: each takes the regime's objective, averages the gradient
+    and the (loss, accuracy) over data-parallel ranks in one all-reduce, steps the optimiser
+    and yields ``(iteration, stats)`` (stats stays on the device until someone reads it)."""
+    from repsim import distributed
+
+    objective = OBJECTIVES[ctx.cfg.algorithm]
+    for it in range(start + 1, stop + 1):
+        if objective is None:  # random features: nothing to train
+            return
+        ctx.model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss, acc = objective(ctx, it)
+        stats = distributed.all_reduce_gradients(
+            ctx.model, torch.stack([loss.detach(), acc.detach().to(loss.dtype)])
+        )
+        optimizer.step()
+        yield it, stats
+
+
+def _check_resumable(cfg: TrainConfig, record: dict, out: Path, world) -> None:
+    """Refuse to resume a run whose record differs from ``cfg`` in anything but its length
+    (more iterations, more checkpoints along the way) and where it runs (data folder, device,
+    threads); a key an older record lacks has the default it was trained with."""
+    free = {"iterations", "checkpoint_at", "data_dir", "device", "threads"}
+    before = {**TrainConfig().to_dict(), **record["train"]}
+    diff = {
+        k: (before.get(k), v)
+        for k, v in cfg.to_dict().items()
+        if before.get(k) != v and k not in free
+    }
+    if diff:
+        raise InputError(f"cannot resume {out}: its config differs in {diff}")
+    if cfg.iterations < int(record["iteration"]):
+        raise InputError(
+            f"cannot resume {out} at iteration {record['iteration']} with --iterations "
+            f"{cfg.iterations}: it is already past that; give a larger --iterations"
+        )
+    if record.get("world_size", 1) != world.size:
+        raise InputError(
+            f"cannot resume {out}: it ran on {record.get('world_size', 1)} "
+            f"processes, this run has {world.size}; resume with "
+            f"--nproc_per_node={record.get('world_size', 1)}"
+        )
 
 
 def train(
@@ -429,8 +216,16 @@ def train(
     )
     model = Conv4(model_cfg).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.outer_lr)
-    loop = InnerLoop.from_record(model, {"train": cfg.to_dict()}, phase="train")
-    vmap = use_vmap(cfg)
+    ctx = TrainingContext(
+        cfg=cfg,
+        model=model,
+        classes=train_classes,
+        sampler=train_sampler,
+        loop=InnerLoop.from_record(model, {"train": cfg.to_dict()}, phase="train"),
+        vmap=use_vmap(cfg),
+        world=world,
+        device=device,
+    )
     if main:
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
 
@@ -438,29 +233,7 @@ def train(
     metrics_path = out / "metrics.jsonl"
     if resume and (out / "last.safetensors").exists():
         tensors, record = ckpt.read_checkpoint(out / "last.safetensors")
-        # a run may be extended (more iterations, more checkpoints along the way) and moved
-        # (another data folder, device or thread count); a key an older record lacks has the
-        # default it was trained with
-        free = {"iterations", "checkpoint_at", "data_dir", "device", "threads"}
-        before = {**TrainConfig().to_dict(), **record["train"]}
-        diff = {
-            k: (before.get(k), v)
-            for k, v in cfg.to_dict().items()
-            if before.get(k) != v and k not in free
-        }
-        if diff:
-            raise InputError(f"cannot resume {out}: its config differs in {diff}")
-        if cfg.iterations < int(record["iteration"]):
-            raise InputError(
-                f"cannot resume {out} at iteration {record['iteration']} with --iterations "
-                f"{cfg.iterations}: it is already past that; give a larger --iterations"
-            )
-        if record.get("world_size", 1) != world.size:
-            raise InputError(
-                f"cannot resume {out}: it ran on {record.get('world_size', 1)} "
-                f"processes, this run has {world.size}; resume with "
-                f"--nproc_per_node={record.get('world_size', 1)}"
-            )
+        _check_resumable(cfg, record, out, world)
         ckpt.load_state_strict(
             model, {k: v.to(device) for k, v in tensors.items()}, str(out / "last.safetensors")
         )
@@ -487,46 +260,28 @@ def train(
         )
         ckpt.save_checkpoint(path, m, _record(cfg, m, iteration, val_acc, split_meta, device))
 
+    def validation() -> float:
+        model.eval()
+        eval_model = (
+            _fresh_head_for_evaluation(model, cfg.ways).to(device)
+            if cfg.algorithm == "multiclass"
+            else model
+        )
+        return validate(eval_model, val_sampler, cfg, cfg.val_tasks, device)
+
     val_acc = None
     log = open(metrics_path, "a") if main else open(os.devnull, "w")
     run, n_run, t0 = torch.zeros(2, dtype=torch.float64, device=device), 0, time.perf_counter()
     bar = tqdm(
-        range(start + 1, cfg.iterations + 1),
-        initial=start,
         total=cfg.iterations,
+        initial=start,
         disable=not (progress and main),
         dynamic_ncols=True,
         desc=f"{cfg.algorithm} {cfg.dataset} {cfg.ways}-way",
     )
     try:
-        for it in bar:
-            model.train()
-            optimizer.zero_grad(set_to_none=True)
-            tasks = distributed.rank_task_indices(it - 1, cfg.meta_batch, world)
-            if cfg.algorithm in EPISODIC:  # back-propagates task by task (see episodic_loss)
-                batch = train_sampler.batch(tasks, device)
-                params = dict(model.named_parameters())
-                loss, acc = episodic_loss(model, params, batch, loop, vmap, backward=True)
-            elif cfg.algorithm == "multitask":
-                batch = train_sampler.batch(tasks, device)
-                loss, acc = multitask_loss(model, batch)
-            elif cfg.algorithm == "nil":
-                batch = train_sampler.batch(tasks, device)
-                loss, acc = nil_training_loss(model, batch, cfg.ways, cfg.nil_train_scale)
-            elif cfg.algorithm == "multiclass":
-                x, y = multiclass_batch(train_classes, it, cfg.seed, cfg.multiclass_batch, device)
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                acc = (logits.argmax(-1) == y).float().mean()
-            else:  # random: no training
-                break
-            if loss.requires_grad:
-                loss.backward()
-            # One all-reduce: meta-gradients plus (loss, accuracy) averaged over ranks.
-            stats = distributed.all_reduce_gradients(
-                model, torch.stack([loss.detach(), acc.detach().to(loss.dtype)])
-            )
-            optimizer.step()
+        for it, stats in steps(ctx, optimizer, start, cfg.iterations):
+            bar.update(1)
             run += stats.double()  # on-device; the host reads it only at log / save time
             n_run += 1
             logging = it % cfg.log_every == 0 or it == cfg.iterations
@@ -555,13 +310,7 @@ def train(
                 run.zero_()
                 n_run = 0
             if main and cfg.val_tasks and (it % cfg.val_every == 0 or it == cfg.iterations):
-                model.eval()
-                eval_model = (
-                    _fresh_head_for_evaluation(model, cfg.ways).to(device)
-                    if cfg.algorithm == "multiclass"
-                    else model
-                )
-                val_acc = validate(eval_model, val_sampler, cfg, cfg.val_tasks, device)
+                val_acc = validation()
                 log.write(json.dumps({"iteration": it, "val_accuracy": val_acc}) + "\n")
                 log.flush()
             if it in cfg.checkpoint_at:
@@ -577,13 +326,9 @@ def train(
         bar.close()
         log.close()
     if main and cfg.algorithm == "random" and cfg.val_tasks:
-        val_acc = validate(
-            model.eval(),
-            val_sampler,
-            dataclasses.replace(cfg, algorithm="anil"),
-            cfg.val_tasks,
-            device,
-        )
+        model.eval()
+        anil = dataclasses.replace(cfg, algorithm="anil")  # random features, an adapted head
+        val_acc = validate(model, val_sampler, anil, cfg.val_tasks, device)
     final = out / "final.safetensors"
     save(final, cfg.iterations, val_acc, final=True)
     distributed.barrier()  # the final checkpoint exists when any rank returns
