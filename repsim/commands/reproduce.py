@@ -39,6 +39,11 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="train tiny checkpoints into OUT/checkpoints and run at tiny settings",
     )
     p.add_argument("--tasks", type=int, default=None, help="test tasks for accuracies (600)")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="re-evaluate the claims and re-render the report from OUT/results, no analyses",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -47,9 +52,18 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from repsim.checkpoint import CHECKPOINT_DIR
-    from repsim.reproduce import Settings, checkpoint_folders, reproduce, train_quick_checkpoints
+    from repsim.reproduce import (
+        Settings,
+        checkpoint_folders,
+        evaluate_and_report,
+        reproduce,
+        train_quick_checkpoints,
+    )
 
     out = Path(args.out)
+    if args.report_only:
+        print(f"report: {evaluate_and_report(out)}")
+        return 0
     if args.quick:
         settings = Settings.quick(args.data_dir)
         folders = [Path(args.checkpoints[0]) if args.checkpoints else out / "checkpoints"]

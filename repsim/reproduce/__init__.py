@@ -37,6 +37,7 @@ __all__ = [
     "Run",
     "Settings",
     "checkpoint_folders",
+    "evaluate_and_report",
     "read_manifest",
     "reproduce",
     "setting_of",
@@ -51,22 +52,36 @@ def reproduce(
     settings: Settings | None = None,
     progress: bool = True,
 ) -> Path:
-    """Run every analysis on every checkpoint folder, evaluate the claims, draw the figures
-    and render the report; returns the report's path."""
-    import json
-
-    from repsim.reproduce import analyses, claims, figures, report
-    from repsim.results import provenance, write_csv, write_json
+    """Run every analysis on every checkpoint folder and draw its figures, then evaluate the
+    claims and render the report over every setting under ``OUT/results`` (so a setting can be
+    redone alone: ``ckpt_dirs=[]`` only re-evaluates and re-renders); returns the report's
+    path."""
+    from repsim.reproduce import analyses, figures
 
     settings = settings or Settings()
     folders = [ckpt_dirs] if isinstance(ckpt_dirs, (str, Path)) else list(ckpt_dirs)
     out = Path(out)
-    done: list[str] = []
     for folder in folders:
         rp = analyses.Reproduction(folder, out, settings, progress)
         analyses.run_all(rp)
         figures.draw(rp.results, out / "figures" / rp.setting)
-        done.append(rp.setting)
+    return evaluate_and_report(out, progress)
+
+
+def evaluate_and_report(out: str | Path, progress: bool = True) -> Path:
+    """The claims (``OUT/results/claims.json|csv``) and the report, from the results files of
+    every setting under ``OUT/results``."""
+    import json
+
+    from repsim.errors import InputError
+    from repsim.reproduce import claims, report
+    from repsim.results import provenance, write_csv, write_json
+
+    out = Path(out)
+    root = out / "results"
+    done = sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.json")))
+    if not done:
+        raise InputError(f"no results under {root}: run the analyses first (repsim reproduce)")
     results, contexts = {}, {}
     for setting in done:
         folder = out / "results" / setting
