@@ -1,15 +1,26 @@
-"""Copy trained runs into ``checkpoints/`` with a ``manifest.json`` for ``repsim reproduce``.
+"""Copy trained runs into a checkpoint folder with a ``manifest.json`` for ``repsim reproduce``.
 
-Usage: ``python analysis/collect_checkpoints.py RUNS_DIR [CHECKPOINT_DIR]`` after
-``bash analysis/train_checkpoints.sh RUNS_DIR``. Ships, per run: the final checkpoint
-(``<algorithm>_omniglot_5w1s_seed<k>.safetensors``), its metrics log, and for seed 0 of MAML and
-ANIL the checkpoints along training (``along_training/``). Optimiser states are not shipped.
+Usage::
+
+    python analysis/collect_checkpoints.py RUNS_DIR [CHECKPOINT_DIR] [--resumable] [--note TEXT]
+
+Ships, per run (a folder of ``RUNS_DIR`` with ``final.safetensors``, or with
+``last.safetensors`` when the run is still going): its latest checkpoint
+(``<algorithm>_<dataset>_<N>w<K>s_seed<k>.safetensors``), its metrics log, and its checkpoints
+along training (``along_training/``): every one for seed 0 of MAML and ANIL (Figure 3), for the
+other seeds the ones every run shares (so runs still training compare at a common iteration).
+
+``--resumable`` also keeps what ``repsim train --resume`` needs for runs that have not
+finished (``resume/<name>/``: ``last.safetensors``, its optimiser state, ``metrics.jsonl``,
+``config.json``); continue one with
+``cp -r CHECKPOINT_DIR/resume/<name> runs/<name> && repsim train <same options> --out
+runs/<name> --resume``. Optimiser states of finished runs are never shipped.
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
-import sys
 from pathlib import Path
 
 from repsim.checkpoint import read_checkpoint
@@ -17,42 +28,59 @@ from repsim.packaged import DEFAULT_CHECKPOINT_NAME
 from repsim.reproduce import Run, write_manifest
 
 
-def collect(runs_dir: Path, out: Path) -> list[Run]:
+def _latest(run_dir: Path) -> Path | None:
+    for name in ("final.safetensors", "last.safetensors"):
+        if (run_dir / name).exists():
+            return run_dir / name
+    return None
+
+
+def collect(runs_dir: Path, out: Path, resumable: bool = False) -> list[Run]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "along_training").mkdir(exist_ok=True)
     (out / "metrics").mkdir(exist_ok=True)
+    found = sorted((p, _latest(p)) for p in runs_dir.iterdir() if p.is_dir() and _latest(p))
+    iters = {p: {int(q.stem.split("_")[1]) for q in p.glob("iter_*.safetensors")} for p, _ in found}
+    shared = set.intersection(*iters.values()) if iters else set()
     runs = []
-    for run_dir in sorted(p for p in runs_dir.iterdir() if (p / "final.safetensors").exists()):
-        _, record = read_checkpoint(run_dir / "final.safetensors")
+    for run_dir, latest in found:
+        _, record = read_checkpoint(latest)
         tr = record["train"]
         algo, seed = tr["algorithm"], tr["seed"]
-        shots = f"{tr['ways']}w{tr['shots']}s"
-        name = f"{algo}_{tr['dataset']}_{shots}_seed{seed}"
+        name = f"{algo}_{tr['dataset']}_{tr['ways']}w{tr['shots']}s_seed{seed}"
         final = f"{name}.safetensors"
-        shutil.copyfile(run_dir / "final.safetensors", out / final)
+        shutil.copyfile(latest, out / final)
         metrics = f"metrics/{name}.jsonl"
         shutil.copyfile(run_dir / "metrics.jsonl", out / metrics)
         checkpoints = {}
-        if seed == 0 and algo in ("maml", "anil"):
-            for p in sorted(run_dir.glob("iter_*.safetensors")):
-                it = int(p.stem.split("_")[1])
-                rel = f"along_training/{name}_iter_{it:06d}.safetensors"
-                shutil.copyfile(p, out / rel)
-                checkpoints[it] = rel
+        keep = iters[run_dir] if (seed == 0 and algo in ("maml", "anil")) else shared
+        for it in sorted(keep & iters[run_dir]):
+            rel = f"along_training/{name}_iter_{it:06d}.safetensors"
+            shutil.copyfile(run_dir / f"iter_{it:06d}.safetensors", out / rel)
+            checkpoints[it] = rel
+        if resumable and latest.name == "last.safetensors":
+            dst = out / "resume" / name
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in ("last.safetensors", "last.optim.safetensors", "metrics.jsonl", "config.json"):
+                shutil.copyfile(run_dir / f, dst / f)
         runs.append(Run(name, algo, seed, int(record["iteration"]), final, checkpoints, metrics))
     return runs
 
 
 def main() -> int:
-    runs_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "runs")
-    out = Path(sys.argv[2] if len(sys.argv) > 2 else "checkpoints")
-    runs = collect(runs_dir, out)
-    write_manifest(
-        out,
-        runs,
-        note="Trained on 2 CPU cores with analysis/train_checkpoints.sh "
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs_dir", nargs="?", default="runs")
+    parser.add_argument("out", nargs="?", default="checkpoints")
+    parser.add_argument("--resumable", action="store_true")
+    parser.add_argument(
+        "--note",
+        default="Trained on 2 CPU cores with analysis/train_checkpoints.sh "
         "(repsim train --preset cpu); see README.",
     )
+    args = parser.parse_args()
+    out = Path(args.out)
+    runs = collect(Path(args.runs_dir), out, args.resumable)
+    write_manifest(out, runs, note=args.note)
     default = out / DEFAULT_CHECKPOINT_NAME
     if default.is_file():  # the package carries a copy of the default checkpoint
         packaged = Path(__file__).resolve().parent.parent / "repsim" / "assets" / default.name
