@@ -97,3 +97,17 @@ def test_every_layer_of_the_shipped_maml_is_far_above_its_chance_level():
     assert {r["layer"] for r in rows} == {"conv1", "conv2", "conv3", "conv4", "head"}
     for r in rows:
         assert 0.0 <= r["chance"] < r["mean"] - 0.2, r
+
+
+def test_similarity_cli_prints_the_chance_level_beside_each_value(tmp_path, capsys, monkeypatch):
+    from repsim.cli import main
+
+    monkeypatch.delenv("REPSIM_DATA", raising=False)  # the shipped probe set
+    out = tmp_path / "sim"
+    assert main(["similarity", "--tasks", "2", "--chance", "1", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "[chance level, 1 permutations]" in text
+    import re
+
+    conv1 = next(line for line in text.splitlines() if line.startswith("conv1"))
+    assert len(re.findall(r"\[0\.\d\d\]", conv1)) == 2  # CCA and CKA, each with its chance

@@ -44,6 +44,14 @@ def register(subparsers) -> argparse.ArgumentParser:
         default=None,
         help="inner-loop steps at test time (default: the checkpoint's test steps, 10)",
     )
+    parser.add_argument(
+        "--chance",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also give each measure's chance level: its value with one side's datapoints "
+        "permuted, mean of K permutations (shown in brackets; default 0: off)",
+    )
     _sources.add_analysis_args(parser, DEFAULT_OUT)
     parser.set_defaults(func=run)
     return parser
@@ -97,6 +105,7 @@ def _analyse(path, learner, analysis, args) -> dict:
         measures=analysis.measures,
         conv_mode=args.conv_mode,
         progress=True,
+        chance=args.chance,
     )
     return {
         "label": _sources.checkpoint_label(path),
@@ -132,6 +141,7 @@ def _write_one(r: dict, analysis, args) -> int:
         f"Similarity before vs after the inner loop: {r['label']}, {len(source.tasks)} tasks "
         f"({source.meta['ways']}-way {source.meta['shots']}-shot, "
         f"{r['inner_steps']} inner steps), mean ± 95% CI"
+        + (f" [chance level, {args.chance} permutations]" if args.chance else "")
     )
     print(_similarity_table(r["summary"], change.layers, measures))
     print()
@@ -318,6 +328,8 @@ def _similarity_table(summary: list[dict], layers: list[str], measures: list[str
         for m in measures:
             r = cells.get((layer, m))
             text = format_mean_ci(r["mean"], r["half_width"]) if r else "-"
+            if r and r.get("chance") is not None:
+                text += f" [{r['chance']:.2f}]"
             if r and r["n_failed"]:
                 text += f" ({r['n_failed']} failed)"
             row[m] = text
