@@ -64,10 +64,14 @@ def _record(path: Path) -> dict:
     return json.loads(json.loads(raw[8 : 8 + n])["__metadata__"]["repsim"])
 
 
-SHIPPED_CHECKPOINTS = sorted((REPO / "checkpoints").rglob("*.safetensors")) + sorted(
-    (REPO / "repsim" / "assets").glob("*.safetensors")
+SHIPPED_CHECKPOINTS = sorted(
+    p
+    for p in (REPO / "checkpoints").rglob("*.safetensors")
+    if not p.name.endswith(".optim.safetensors")
+) + sorted((REPO / "repsim" / "assets").glob("*.safetensors"))
+SHIPPED_RESULTS = sorted((REPO / "results").rglob("*.json")) + sorted(
+    (REPO / "checkpoints").rglob("manifest.json")
 )
-SHIPPED_RESULTS = sorted((REPO / "results").glob("*.json")) + [REPO / "checkpoints/manifest.json"]
 
 
 def test_no_shipped_record_or_result_holds_a_machine_path():
@@ -79,7 +83,7 @@ def test_no_shipped_record_or_result_holds_a_machine_path():
         found[path] = machine_paths(record)
     for path in SHIPPED_RESULTS:
         found[path] = machine_paths(json.loads(path.read_text()))
-    for path in sorted((REPO / "results").glob("*.csv")) + [REPO / "results/report.md"]:
+    for path in sorted((REPO / "results").rglob("*.csv")) + [REPO / "results/report.md"]:
         found[path] = machine_paths(path.read_text().split())
     found = {str(p.relative_to(REPO)): v for p, v in found.items() if v}
     assert not found, f"machine paths: {found} (run analysis/portable_records.py)"
