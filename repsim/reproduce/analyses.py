@@ -282,10 +282,22 @@ def maml_vs_anil(rp: Reproduction) -> dict:
                 {"algorithm": algorithm, "seed": run.seed, "iteration": rp.common, **mean_ci(a)}
             )
             losses.setdefault(algorithm, []).append(_final_training_loss(rp, run))
+            if run.iterations != rp.common:  # each longer run at its own latest checkpoint too
+                f = mean_ci(rp.accuracies(rp.root / run.final))
+                rows.append(
+                    {"algorithm": algorithm, "seed": run.seed, "iteration": run.iterations, **f}
+                )
+                out[f"{algorithm}_seed{run.seed}_latest"] = {**f, "iteration": run.iterations}
         if accs:
             out[algorithm] = mean_ci(accs)
             out[f"{algorithm}_seed_std"] = float(
-                np.std([r["mean"] for r in rows if r["algorithm"] == algorithm])
+                np.std(
+                    [
+                        r["mean"]
+                        for r in rows
+                        if r["algorithm"] == algorithm and r["iteration"] == rp.common
+                    ]
+                )
             )
     curves = {run.name: _curve(rp, run) for run in rp.meta_runs}
     return rp.write(

@@ -33,7 +33,7 @@ def _setting_section(folder: Path, link: str) -> list[str]:
     tr = anchor.get("train", {})
     runs = anchor.get("runs", {})
     lengths = ", ".join(
-        f"{name} {r['iterations']} it." + (f" ({r['device']})" if r.get("device") != "cpu" else "")
+        f"{name} {r['iterations']}" + (f" ({r['device']})" if r.get("device") != "cpu" else "")
         for name, r in sorted(runs.items())
     )
     lines = [
@@ -45,7 +45,7 @@ def _setting_section(folder: Path, link: str) -> list[str]:
         f"{tr.get('meta_batch')}; head init {tr.get('head_init') or 'xavier'}, norm "
         f"{tr.get('norm_affine') or 'full'}, rotated tasks {bool(tr.get('task_rotations'))}.",
         "",
-        f"Training length per run: {lengths}. Compared at iteration "
+        f"Training length per run (iterations): {lengths}. Compared at iteration "
         f"{anchor.get('iteration', '—')}.",
         "",
     ]
@@ -115,6 +115,11 @@ def _setting_section(folder: Path, link: str) -> list[str]:
                 lines.append(
                     f"| {a.upper()} | {_pct(s[a])} ({100 * s[f'{a}_seed_std']:.1f}) | "
                     f"{p[0]} ± {p[1]} |"
+                )
+        for k, v in s.items():
+            if k.endswith("_latest"):
+                lines.append(
+                    f"| {k[: -len('_latest')]} at its iteration {v['iteration']} | {_pct(v)} | |"
                 )
         lines += ["", f"![Figure 5]({link}/{setting}/figure5_learning_curves.png)", ""]
     t3 = _load(folder, "table3_seed_similarity")
