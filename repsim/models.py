@@ -297,9 +297,7 @@ def adapted_parameter_names(
     e.g. a policy's log-std); like the norm's affine parameters they are never adapted.
     """
     meta_only = set(getattr(model, "meta_only_parameters", ()))
-    names = [
-        n for n, _ in model.named_parameters() if not is_norm_param(n) and n not in meta_only
-    ]
+    names = [n for n, _ in model.named_parameters() if not is_norm_param(n) and n not in meta_only]
     if algorithm in ("maml", "fomaml"):
         chosen = names
     elif algorithm == "anil":

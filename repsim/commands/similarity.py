@@ -6,6 +6,11 @@ images before and after (CCA and CKA by default). Prints mean ± 95% CI per laye
 and writes under ``--out``: ``similarity.json`` (everything, with provenance),
 ``similarity_tasks.csv`` (per task), ``similarity_summary.csv``, ``weight_movement.csv``, and
 ``similarity.png`` / ``.pdf`` (the paper's Figure 2).
+
+On a policy checkpoint (meta-RL): per test task, the states visited by the adapted policy go
+through the meta-policy and the adapted policy, and fc1, fc2 and head (the mean action) are
+compared (``repsim.rl.similarity``); ``--trajectories`` per task, ``--freeze K`` keeps
+fc1..fcK fixed. The same files are written.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     _sources.add_task_args(parser, DEFAULT_OUT)
     _sources.add_checkpoint_args(parser)
+    rl = parser.add_argument_group("policy checkpoints (meta-RL)")
+    rl.add_argument("--trajectories", type=int, default=None, help="per task (recorded)")
+    rl.add_argument("--freeze", type=int, default=0, metavar="K", help="keep fc1..fcK fixed")
     parser.set_defaults(func=run)
     return parser
 
@@ -57,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
     from repsim.representation import representation_change
 
     measures = _sources.parse_measures(args.measures)
+    if args.checkpoint and args.format == "repsim":
+        from repsim.rl.checkpoint import is_policy_checkpoint
+
+        if is_policy_checkpoint(args.checkpoint):
+            return _run_policy(args, measures)
     learner = _sources.load_learner(
         args.checkpoint, args.format, args.inner_steps, getattr(args, "inner_lr", None)
     )
@@ -133,6 +146,65 @@ def run(args: argparse.Namespace) -> int:
         title=f"{label}: before vs after adaptation ({len(source.tasks)} tasks)",
     )
     print()
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _run_policy(args: argparse.Namespace, measures: list[str]) -> int:
+    from pathlib import Path
+
+    from repsim import figures, results
+    from repsim.rl.similarity import policy_similarity
+
+    change, described = policy_similarity(
+        args.checkpoint,
+        args.tasks,
+        args.trajectories,
+        measures,
+        args.freeze,
+        args.inner_steps,
+        args.seed,
+        progress=True,
+    )
+    summary, movement = change.summary(), change.movement_summary()
+    print(
+        f"Similarity before vs after the inner loop: {args.checkpoint} ({described['algorithm']} "
+        f"on {described['env']}), {args.tasks} tasks, {described['states_per_task']} states "
+        "visited by the adapted policy per task, mean ± 95% CI"
+    )
+    print(_similarity_table(summary, change.layers, measures))
+    print("Weight movement ||theta_l - theta_l'||, mean ± 95% CI")
+    for r in movement:
+        absolute = results.format_mean_ci(r["abs_mean"], r["abs_mean"] - r["abs_ci_low"])
+        relative = results.format_mean_ci(r["rel_mean"], r["rel_mean"] - r["rel_ci_low"])
+        print(f"  {r['layer']}: {absolute} (relative {relative})")
+    out = Path(args.out)
+    meta = results.provenance(command="similarity", measures=measures, **described)
+    written = [
+        results.write_json(
+            out / "similarity.json",
+            {
+                "meta": meta,
+                "layers": change.layers,
+                "summary": summary,
+                "per_task": change.records,
+                "weight_movement": {"summary": movement, "per_task": change.movement},
+            },
+        ),
+        results.write_csv(
+            out / "similarity_tasks.csv",
+            change.records,
+            ["task", "layer", "measure", "value", "note"],
+        ),
+        results.write_csv(out / "similarity_summary.csv", summary),
+        results.write_csv(out / "weight_movement.csv", movement),
+    ]
+    written += figures.plot_layer_similarity(
+        summary,
+        change.layers,
+        out / "similarity",
+        title=f"{described['algorithm']} policy, {described['env']}: before vs after adaptation",
+    )
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

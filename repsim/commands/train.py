@@ -4,6 +4,11 @@ Presets give the paper's settings (``omniglot-5way``, ``omniglot-20way``,
 ``miniimagenet-5way``) and a ``cpu`` preset (Omniglot 5-way 1-shot) that trains on 2 cores;
 every option overrides its preset. Inner learning rates apply to the mean cross-entropy:
 ``--inner-lr`` = N x the paper's alpha (Omniglot 5-way alpha 0.4 -> 2.0).
+
+Meta-RL presets (``rl-2dnav``, ``rl-cheetah-dir``, ``rl-cheetah-vel`` at the paper's scale, and
+their ``-cpu`` variants sized for 2 cores) train MAML / ANIL policies with TRPO
+(``repsim.rl.train``); ``--meta-batch``, ``--inner-lr``, ``--iterations``, ``--seed`` and the
+RL options below override them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
+    from repsim.rl.train import PRESETS as RL_PRESETS
     from repsim.train import ALGORITHMS, PRESETS
 
     p = subparsers.add_parser(
@@ -25,7 +31,10 @@ def register(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--preset", choices=sorted(PRESETS), default="cpu", help="starting settings (default cpu)"
+        "--preset",
+        choices=sorted(PRESETS) + sorted(RL_PRESETS),
+        default="cpu",
+        help="starting settings (default cpu)",
     )
     p.add_argument("--algorithm", choices=ALGORITHMS, default=None, help="default maml")
     p.add_argument("--dataset", choices=("omniglot", "miniimagenet"), default=None)
@@ -100,6 +109,18 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--save-as", default=None, help="also copy the final checkpoint here")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--no-progress", action="store_true")
+    rl = p.add_argument_group("meta-RL presets (rl-*)")
+    rl.add_argument("--trajectories", type=int, default=None, help="per task (default 20)")
+    rl.add_argument("--horizon", type=int, default=None, help="default: the benchmark's")
+    rl.add_argument("--max-kl", type=float, default=None, help="TRPO trust region (0.01)")
+    rl.add_argument("--workers", type=int, default=None, help="HalfCheetah sampling processes")
+    rl.add_argument(
+        "--log-std",
+        choices=("head", "meta"),
+        default=None,
+        help="head (default): the inner loop adapts the log-std with the head; "
+        "meta: only the outer loop trains it",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -108,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
     import shutil
 
     from repsim.train import config_from_preset, train
+
+    if args.preset.startswith("rl-"):
+        return _run_rl(args)
 
     keys = (
         "algorithm",
@@ -147,6 +171,26 @@ def run(args: argparse.Namespace) -> int:
     shutdown()
     if not main:
         return 0
+    if args.save_as:
+        shutil.copyfile(final, args.save_as)
+        final = args.save_as
+    print(f"final checkpoint: {final}")
+    return 0
+
+
+def _run_rl(args: argparse.Namespace) -> int:
+    import shutil
+
+    from repsim.rl.train import config_from_preset, train
+
+    log_std = {"head": True, "meta": False, None: None}[args.log_std]
+    keys = ("algorithm", "meta_batch", "trajectories", "horizon", "inner_lr", "inner_steps")
+    keys += ("test_inner_steps", "max_kl", "iterations", "seed", "workers", "save_every")
+    keys += ("threads",)
+    cfg = config_from_preset(
+        args.preset, adapt_log_std=log_std, **{k: getattr(args, k) for k in keys}
+    )
+    final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if args.save_as:
         shutil.copyfile(final, args.save_as)
         final = args.save_as

@@ -153,8 +153,9 @@ class HalfCheetahTasks:
         if self._vec is not None and self._vec.num_envs == n:
             return self._vec
         self.close()
-        import gymnasium as gym
         from functools import partial
+
+        import gymnasium as gym
 
         fns = [partial(make_cheetah, self.kind) for _ in range(n)]
         if self.workers > 1:

@@ -80,9 +80,7 @@ def sample_meta_batch(
     valid = rollout(env, model, fast, tasks, trajectories, seed + 1)
     valid_adv = task_advantages(valid, gamma, tau)
     with torch.no_grad():
-        old = [
-            functional_call(model, fast[t], (valid.observations[t],)) for t in range(len(tasks))
-        ]
+        old = [functional_call(model, fast[t], (valid.observations[t],)) for t in range(len(tasks))]
     return MetaBatch(list(tasks), train, train_adv, valid, valid_adv, old)
 
 

@@ -122,7 +122,9 @@ def meta_iteration(model, loop, env, cfg: RLConfig, iteration: int) -> dict:
     t0 = time.perf_counter()
     tasks = training_tasks(cfg, iteration)
     seed = int(np.random.SeedSequence([cfg.seed, iteration]).generate_state(1)[0] >> 1)
-    batch = sample_meta_batch(env, model, loop, tasks, cfg.trajectories, cfg.gamma, cfg.gae_tau, seed)
+    batch = sample_meta_batch(
+        env, model, loop, tasks, cfg.trajectories, cfg.gamma, cfg.gae_tau, seed
+    )
     t1 = time.perf_counter()
     params = dict(model.named_parameters())
     loss, kl = surrogate_and_kl(model, loop, params, batch, create_graph=True)
@@ -236,9 +238,13 @@ def train(
                     )
                 log.write(json.dumps(row) + "\n")
                 log.flush()
-                bar.set_postfix(before=f"{row['return_before']:.1f}", after=f"{row['return_after']:.1f}")
+                bar.set_postfix(
+                    before=f"{row['return_before']:.1f}", after=f"{row['return_after']:.1f}"
+                )
                 if it % cfg.save_every == 0 or it == cfg.iterations:
-                    ckpt.save_checkpoint(out / "last.safetensors", model, _record(cfg, model, it, row))
+                    ckpt.save_checkpoint(
+                        out / "last.safetensors", model, _record(cfg, model, it, row)
+                    )
                 if stop_at is not None and it >= stop_at:
                     return out / "last.safetensors"
     finally:
