@@ -80,7 +80,7 @@ PRESETS: dict[str, dict] = {
     "rl-2dnav": dict(env="2dnav", iterations=500, **_PAPER),
     "rl-cheetah-dir": dict(env="cheetah-dir", iterations=500, workers=8, **_PAPER),
     "rl-cheetah-vel": dict(env="cheetah-vel", iterations=500, workers=8, **_PAPER),
-    "rl-2dnav-cpu": dict(env="2dnav", meta_batch=20, trajectories=20, iterations=120),
+    "rl-2dnav-cpu": dict(env="2dnav", meta_batch=20, trajectories=20, iterations=80),
     "rl-cheetah-dir-cpu": dict(
         env="cheetah-dir", meta_batch=4, trajectories=10, iterations=20, save_every=2
     ),
