@@ -116,11 +116,31 @@ def test_cheetah_wrapper_gives_the_documented_reward_for_a_fixed_action_sequence
 
 
 def test_opposite_directions_see_opposite_progress_from_the_same_start(cheetah_loads):
-    env = HalfCheetahTasks("direction", horizon=10)
-    env.reset([{"direction": 1.0}, {"direction": -1.0}], seed=0)
-    env._vector_env(2).reset(seed=[3, 3])  # both slots from the same initial state
+    forward, backward = HalfCheetahTasks("direction"), HalfCheetahTasks("direction")
+    start = forward.reset([{"direction": 1.0}], seed=3)
+    assert np.array_equal(start, backward.reset([{"direction": -1.0}], seed=3))
     for action in _fixed_actions(10):
-        _, r = env.step(np.stack([action, action]))
+        _, r_forward = forward.step(action[None])
+        _, r_backward = backward.step(action[None])
         ctrl = CONTROL_COST * float(np.sum(np.clip(action, -1, 1) ** 2))
-        assert r[0] + r[1] == pytest.approx(-2 * ctrl, abs=1e-9)  # d v - c and -d v - c
-    env.close()
+        assert r_forward[0] + r_backward[0] == pytest.approx(-2 * ctrl, abs=1e-9)  # dv-c, -dv-c
+    forward.close()
+    backward.close()
+
+
+def test_two_sampling_processes_give_the_same_episodes_as_one(cheetah_loads):
+    tasks = [{"velocity": 0.5}, {"velocity": 1.5}, {"velocity": 1.0}]  # 3 slots: 2 groups pad
+    results = []
+    for workers in (1, 2):
+        env = HalfCheetahTasks("velocity", workers=workers)
+        obs = [env.reset(tasks, seed=7)]
+        rewards = []
+        for action in _fixed_actions(5):
+            o, r = env.step(np.stack([action, -action, 0.5 * action]))
+            obs.append(o)
+            rewards.append(r)
+        env.close()
+        results.append((np.stack(obs), np.stack(rewards)))
+    assert results[0][0].shape == (6, 3, 17) and results[0][1].shape == (5, 3)
+    assert np.array_equal(results[0][0], results[1][0])
+    assert np.array_equal(results[0][1], results[1][1])

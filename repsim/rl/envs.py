@@ -17,9 +17,10 @@ stopped at the goal: the issue's protocol is 100 steps).
   origin, the action is clipped to [-0.1, 0.1]^2 and added to the position, and the reward is
   minus the distance to the goal after the move; the observation is the position.
 - :class:`HalfCheetahTasks`: gymnasium's ``HalfCheetah-v5`` (MuJoCo physics) in a gymnasium
-  vector environment, ``SyncVectorEnv`` with one process or ``AsyncVectorEnv`` (a process per
-  slot) with ``workers > 1``; :class:`CheetahTaskReward` replaces the reward. Actions are
-  clipped to the action box [-1, 1]^6 and the control cost is taken on the clipped action.
+  vector environment of groups of cheetahs, ``SyncVectorEnv`` with one process or
+  ``AsyncVectorEnv`` (a process per group) with ``workers > 1``; a reward wrapper
+  (``CheetahTaskReward``) replaces the reward. Actions are clipped to the action box
+  [-1, 1]^6 and the control cost is taken on the clipped action.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ class Navigation2D:
 
     observation_dim = 2
     action_dim = 2
-    max_slots = None  # any batch size in one array step
 
     def __init__(self, horizon: int = 100, max_step: float = 0.1):
         self.horizon = horizon
@@ -125,20 +125,69 @@ def make_cheetah(kind: str):
     return _cheetah_wrapper_class()(env, kind)
 
 
+def _cheetah_group_class():
+    import gymnasium as gym
+
+    class CheetahGroup(gym.Env):
+        """``size`` task-wrapped HalfCheetahs stepped together in one process: observations
+        ``(size, 17)``, actions ``(size, 6)``; the per-cheetah rewards are ``info["rewards"]``
+        (a vector environment stacks them to ``(groups, size)``). ``slots`` holds each
+        cheetah's ``(task, reset seed)``."""
+
+        def __init__(self, kind: str, size: int):
+            self.envs = [make_cheetah(kind) for _ in range(size)]
+            single = self.envs[0]
+            low, high = single.observation_space.low, single.observation_space.high
+            self.observation_space = gym.spaces.Box(
+                np.stack([low] * size), np.stack([high] * size), dtype=low.dtype
+            )
+            a_low, a_high = single.action_space.low, single.action_space.high
+            self.action_space = gym.spaces.Box(
+                np.stack([a_low] * size), np.stack([a_high] * size), dtype=a_low.dtype
+            )
+            self.slots = [(env.task, None) for env in self.envs]
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            obs = []
+            for env, (task, slot_seed) in zip(self.envs, self.slots):
+                env.task = task
+                obs.append(env.reset(seed=slot_seed)[0])
+            return np.stack(obs), {}
+
+        def step(self, actions):
+            steps = [env.step(a) for env, a in zip(self.envs, actions)]
+            rewards = np.array([s[1] for s in steps], dtype=np.float64)
+            obs = np.stack([s[0] for s in steps])
+            return obs, float(rewards.sum()), False, False, {"rewards": rewards}
+
+        def close(self):
+            for env in self.envs:
+                env.close()
+
+    return CheetahGroup
+
+
+def _make_cheetah_group(kind: str, size: int):
+    return _cheetah_group_class()(kind, size)
+
+
 class HalfCheetahTasks:
     """A batch of HalfCheetah slots in one gymnasium vector environment.
 
-    The vector environment has as many sub-environments as the batch has slots; it is built at
-    the first ``reset`` and rebuilt when the batch size changes. ``workers=1``: every slot in
-    this process (``SyncVectorEnv``); ``workers>1``: ``AsyncVectorEnv``, a process per slot (so
-    keep the batch near the number of cores: the sampler rolls the tasks out in chunks of
-    ``max_slots``).
+    The slots are split into ``workers`` groups of equal size (the last group padded with
+    copies of the last slot, whose results are dropped); each group is one gymnasium
+    environment that steps its cheetahs in turn. ``workers=1``: one group in this process
+    (``SyncVectorEnv``); ``workers>1``: ``AsyncVectorEnv``, one process per group, so the
+    physics of the groups runs in parallel. The vector environment is built at the first
+    ``reset`` and rebuilt when the batch size changes. Slot ``i`` resets with seed
+    ``1000 * seed + i``, so the episodes do not depend on ``workers``.
     """
 
     action_dim = 6
     observation_dim = 17
 
-    def __init__(self, kind: str, horizon: int = 200, workers: int = 1, max_slots: int = 0):
+    def __init__(self, kind: str, horizon: int = 200, workers: int = 1):
         if kind not in ("direction", "velocity"):
             raise InputError(f"HalfCheetah kind must be direction or velocity, got {kind!r}")
         if workers < 1:
@@ -146,34 +195,43 @@ class HalfCheetahTasks:
         self.kind = kind
         self.horizon = horizon
         self.workers = workers
-        self.max_slots = max_slots or (workers if workers > 1 else None)
         self._vec = None
+        self._slots = 0
 
-    def _vector_env(self, n: int):
-        if self._vec is not None and self._vec.num_envs == n:
-            return self._vec
+    def _vector_env(self, slots: int):
+        groups = min(self.workers, slots)
+        size = -(-slots // groups)
+        if self._vec is not None and self._slots == slots:
+            return self._vec, groups, size
         self.close()
         from functools import partial
 
         import gymnasium as gym
 
-        fns = [partial(make_cheetah, self.kind) for _ in range(n)]
-        if self.workers > 1:
+        make_cheetah(self.kind).close()  # fail here, with the reason, if MuJoCo is missing
+        fns = [partial(_make_cheetah_group, self.kind, size) for _ in range(groups)]
+        if groups > 1:
             self._vec = gym.vector.AsyncVectorEnv(fns, shared_memory=True)
         else:
-            make_cheetah(self.kind).close()  # fail here, with the reason, if MuJoCo is missing
             self._vec = gym.vector.SyncVectorEnv(fns)
-        return self._vec
+        self._slots = slots
+        return self._vec, groups, size
 
     def reset(self, tasks: list[dict], seed: int = 0) -> np.ndarray:
-        vec = self._vector_env(len(tasks))
-        vec.set_attr("task", [dict(t) for t in tasks])
-        obs, _ = vec.reset(seed=int(seed))
-        return np.asarray(obs, dtype=np.float64)
+        vec, groups, size = self._vector_env(len(tasks))
+        slots = [(dict(t), 1000 * int(seed) + i) for i, t in enumerate(tasks)]
+        slots += [slots[-1]] * (groups * size - len(slots))
+        vec.set_attr("slots", [slots[g * size : (g + 1) * size] for g in range(groups)])
+        obs, _ = vec.reset()
+        return np.asarray(obs, dtype=np.float64).reshape(groups * size, -1)[: len(tasks)]
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        obs, reward, _, _, _ = self._vec.step(np.asarray(actions, dtype=np.float64))
-        return np.asarray(obs, dtype=np.float64), np.asarray(reward, dtype=np.float64)
+        n = len(actions)
+        groups, size = self._vec.num_envs, -(-self._slots // self._vec.num_envs)
+        padded = np.concatenate([actions, np.repeat(actions[-1:], groups * size - n, axis=0)])
+        obs, _, _, _, info = self._vec.step(padded.reshape(groups, size, -1))
+        obs = np.asarray(obs, dtype=np.float64).reshape(groups * size, -1)[:n]
+        return obs, np.asarray(info["rewards"], dtype=np.float64).reshape(-1)[:n]
 
     def close(self) -> None:
         if self._vec is not None:
