@@ -58,6 +58,41 @@ class PolicyConfig:
         return cls(**d)
 
 
+def log_prob(output: tuple[torch.Tensor, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
+    """Log-density of ``actions (..., action_dim)`` under the diagonal Gaussian ``output``
+    (``(mean, log_std)``), summed over action dimensions: ``(...)``."""
+    mean, log_std = output
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
+
+
+def kl_divergence(old, new) -> torch.Tensor:
+    """KL(old || new) of two diagonal Gaussians ``(mean, log_std)``, summed over action
+    dimensions: ``(...)``."""
+    (m0, s0), (m1, s1) = old, new
+    return (s1 - s0 + (torch.exp(2 * s0) + (m0 - m1).pow(2)) / (2 * torch.exp(2 * s1)) - 0.5).sum(
+        -1
+    )
+
+
+def reinforce_loss(output, target) -> torch.Tensor:
+    """The policy-gradient inner loss of MAML-RL: ``-mean(log pi(a|s) * A)``.
+
+    ``output``: the policy's ``(mean, log_std)`` on the visited states ``(H, B, obs_dim)``;
+    ``target``: ``(actions (H, B, action_dim), advantages (H, B))``. Every episode has the same
+    fixed horizon, so the mean over steps and trajectories is MAML-RL's weighted mean.
+    """
+    actions, advantages = target
+    return -(log_prob(output, actions) * advantages).mean()
+
+
+def sample_actions(output, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Actions drawn from the Gaussian ``(mean, log_std)``, same shape as the mean."""
+    mean, log_std = output
+    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+    return mean + torch.exp(log_std) * noise
+
+
 class GaussianHead(nn.Linear):
     """The mean output layer, carrying the state-independent ``log_std`` of the policy."""
 
@@ -93,41 +128,4 @@ class GaussianMLPPolicy(BodyHeadModel):
             return out
         return out, self.head.log_std.expand_as(out)
 
-    @staticmethod
-    def inner_loss(output, target) -> torch.Tensor:
-        return reinforce_loss(output, target)
-
-
-def log_prob(output: tuple[torch.Tensor, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
-    """Log-density of ``actions (..., action_dim)`` under the diagonal Gaussian ``output``
-    (``(mean, log_std)``), summed over action dimensions: ``(...)``."""
-    mean, log_std = output
-    z = (actions - mean) * torch.exp(-log_std)
-    return (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
-
-
-def kl_divergence(old, new) -> torch.Tensor:
-    """KL(old || new) of two diagonal Gaussians ``(mean, log_std)``, summed over action
-    dimensions: ``(...)``."""
-    (m0, s0), (m1, s1) = old, new
-    return (s1 - s0 + (torch.exp(2 * s0) + (m0 - m1).pow(2)) / (2 * torch.exp(2 * s1)) - 0.5).sum(
-        -1
-    )
-
-
-def reinforce_loss(output, target) -> torch.Tensor:
-    """The policy-gradient inner loss of MAML-RL: ``-mean(log pi(a|s) * A)``.
-
-    ``output``: the policy's ``(mean, log_std)`` on the visited states ``(H, B, obs_dim)``;
-    ``target``: ``(actions (H, B, action_dim), advantages (H, B))``. Every episode has the same
-    fixed horizon, so the mean over steps and trajectories is MAML-RL's weighted mean.
-    """
-    actions, advantages = target
-    return -(log_prob(output, actions) * advantages).mean()
-
-
-def sample_actions(output, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Actions drawn from the Gaussian ``(mean, log_std)``, same shape as the mean."""
-    mean, log_std = output
-    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-    return mean + torch.exp(log_std) * noise
+    inner_loss = staticmethod(reinforce_loss)  # what InnerLoop.from_record adapts it with
