@@ -97,3 +97,14 @@ def test_halfcheetah_trains_and_evaluates_end_to_end(preset, tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["env"] == preset.removeprefix("rl-").removesuffix("-cpu")
     assert len(r["steps"]) == 2
+
+
+def test_log_std_meta_option_keeps_the_log_std_out_of_the_inner_loop(tmp_path):
+    from repsim.rl.checkpoint import load_policy_learner
+
+    argv = ["train", "--preset", "rl-2dnav-cpu", "--algorithm", "anil", "--iterations", "1"]
+    assert main(argv + TINY + ["--log-std", "meta", "--out", str(tmp_path)]) == 0
+    learner = load_policy_learner(tmp_path / "final.safetensors")
+    assert learner.config["model"]["adapt_log_std"] is False
+    assert learner.inner_loop.names == ("head.weight", "head.bias")
+    assert learner.inner_loop.head_only
