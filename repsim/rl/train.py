@@ -82,10 +82,10 @@ PRESETS: dict[str, dict] = {
     "rl-cheetah-vel": dict(env="cheetah-vel", iterations=500, workers=8, **_PAPER),
     "rl-2dnav-cpu": dict(env="2dnav", meta_batch=20, trajectories=20, iterations=80),
     "rl-cheetah-dir-cpu": dict(
-        env="cheetah-dir", meta_batch=6, trajectories=10, iterations=30, save_every=5
+        env="cheetah-dir", meta_batch=6, trajectories=10, iterations=100, save_every=5
     ),
     "rl-cheetah-vel-cpu": dict(
-        env="cheetah-vel", meta_batch=6, trajectories=10, iterations=30, save_every=5
+        env="cheetah-vel", meta_batch=6, trajectories=10, iterations=100, save_every=5
     ),
 }
 
