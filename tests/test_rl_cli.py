@@ -108,3 +108,12 @@ def test_log_std_meta_option_keeps_the_log_std_out_of_the_inner_loop(tmp_path):
     assert learner.config["model"]["adapt_log_std"] is False
     assert learner.inner_loop.names == ("head.weight", "head.bias")
     assert learner.inner_loop.head_only
+
+
+def test_train_refuses_options_that_the_preset_does_not_use(tmp_path, capsys):
+    argv = ["train", "--preset", "rl-2dnav-cpu", "--ways", "5", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "--ways" in capsys.readouterr().err
+    argv = ["train", "--preset", "cpu", "--trajectories", "5", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "--trajectories" in capsys.readouterr().err

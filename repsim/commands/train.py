@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.preset.startswith("rl-"):
         return _run_rl(args)
+    _refuse(args, RL_ONLY, "only meta-RL presets (rl-*) use")
 
     keys = (
         "algorithm",
@@ -183,6 +184,7 @@ def _run_rl(args: argparse.Namespace) -> int:
 
     from repsim.rl.train import config_from_preset, train
 
+    _refuse(args, CLASSIFICATION_ONLY, "meta-RL presets do not use")
     log_std = {"head": True, "meta": False, None: None}[args.log_std]
     keys = ("algorithm", "meta_batch", "trajectories", "horizon", "inner_lr", "inner_steps")
     keys += ("test_inner_steps", "max_kl", "iterations", "seed", "workers", "save_every")
@@ -196,3 +198,36 @@ def _run_rl(args: argparse.Namespace) -> int:
         final = args.save_as
     print(f"final checkpoint: {final}")
     return 0
+
+
+RL_ONLY = ("trajectories", "horizon", "max_kl", "workers", "log_std")
+CLASSIFICATION_ONLY = (
+    "dataset",
+    "split",
+    "rotations",
+    "task_rotations",
+    "head_init",
+    "norm_affine",
+    "nil_train_scale",
+    "ways",
+    "shots",
+    "queries",
+    "test_queries",
+    "outer_lr",
+    "norm",
+    "val_every",
+    "val_tasks",
+    "checkpoint_at",
+    "device",
+    "vmap",
+    "data_dir",
+)
+
+
+def _refuse(args: argparse.Namespace, keys: tuple[str, ...], what: str) -> None:
+    given = [k for k in keys if getattr(args, k) is not None]
+    if given:
+        from repsim.errors import InputError
+
+        options = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise InputError(f"{what} {options} (preset {args.preset}); drop them or change --preset")
