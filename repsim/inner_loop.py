@@ -108,8 +108,9 @@ class InnerLoop:
 
         ``record["train"]`` (repsim's records, or an adapter's ``"adapt"`` section) gives the
         algorithm, the rate and the steps: ``phase="test"`` takes the test-time steps (10 in the
-        paper), ``"train"`` the training steps. ``freeze=k`` keeps conv1..convk fixed
-        (test-time freezing); ``steps`` and ``lr`` override the record.
+        paper), ``"train"`` the training steps. ``freeze=k`` keeps the first k body layers fixed
+        (test-time freezing); ``steps`` and ``lr`` override the record. The loss is the model's
+        ``inner_loss`` when it declares one (a policy's REINFORCE loss), else cross-entropy.
         """
         from repsim.models import adapted_parameter_names
 
@@ -136,6 +137,7 @@ class InnerLoop:
             lr=float(rate if lr is None else lr),
             steps=int(recorded if steps is None else steps),
             first_order=train["algorithm"] == "fomaml",
+            loss=getattr(model, "inner_loss", cross_entropy),
         )
 
     def replace(self, **changes) -> InnerLoop:

@@ -290,9 +290,14 @@ def adapted_parameter_names(
       parameters, as in Finn et al.);
     - ``anil``: the head only;
     - ``boil``: the body only (BOIL-style);
-    - ``freeze=k``: test-time freezing, MAML minus conv1..convk (Table 1 of the paper).
+    - ``freeze=k``: test-time freezing, MAML minus the first k body layers, conv1..convk
+      (Table 1 of the paper), or a policy's fc1..fck.
+
+    A model may name parameters that only the outer loop trains (``meta_only_parameters``,
+    e.g. a policy's log-std); like the norm's affine parameters they are never adapted.
     """
-    names = [n for n, _ in model.named_parameters() if not is_norm_param(n)]
+    meta_only = set(getattr(model, "meta_only_parameters", ()))
+    names = [n for n, _ in model.named_parameters() if not is_norm_param(n) and n not in meta_only]
     if algorithm in ("maml", "fomaml"):
         chosen = names
     elif algorithm == "anil":
@@ -303,7 +308,11 @@ def adapted_parameter_names(
         chosen = [n for n in names if layer_of(n) == "head"]
     else:
         raise InputError(f"unknown algorithm {algorithm!r}: use maml, fomaml, anil or boil")
-    if not 0 <= freeze <= 4:
-        raise InputError(f"freeze must be between 0 and 4 (conv layers), got {freeze}")
-    frozen = set(BODY_LAYERS[:freeze])
+    body = tuple(getattr(model, "body_layers", BODY_LAYERS))
+    if not 0 <= freeze <= len(body):
+        raise InputError(
+            f"freeze must be between 0 and {len(body)} (body layers {', '.join(body)}), "
+            f"got {freeze}"
+        )
+    frozen = set(body[:freeze])
     return [n for n in chosen if layer_of(n) not in frozen]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -161,11 +161,14 @@ def representation_change(
     progress: bool = False,
     warn=None,
     chance: int = 0,
+    inputs: Callable[[object], torch.Tensor] = task_inputs,
 ) -> RepresentationChange:
     """Adapt on each task's support set and compare every layer before and after.
 
     ``tasks`` yields objects with ``support_x [N*K, C, H, W]``, ``support_y [N*K]``,
     ``query_x``, ``query_y``. ``layers`` defaults to ``learner.analysis_layers``.
+    ``inputs(task)`` gives the batch that both networks see (default :func:`task_inputs`,
+    support then query; a policy's tasks give the states its adapted policy visited).
     ``warn(message)`` is called once per refused (layer, measure) with the reason (default:
     print to stderr); ``progress=True`` shows a tqdm bar on stderr. ``chance=k`` adds each
     measure's chance level (``k`` permutations per task, seeded by the task's position).
@@ -194,7 +197,7 @@ def representation_change(
         fast_weights = learner.adapt(meta_params, task.support_x, task.support_y)
         fast_weights = {n: w.detach() for n, w in fast_weights.items()}
         before, after = capture_before_after(
-            module, meta_params, fast_weights, task_inputs(task), names, conv_mode
+            module, meta_params, fast_weights, inputs(task), names, conv_mode
         )
         for row in layer_similarity(before, after, measures, chance, seed=index):
             result.records.append({"task": index, **row})

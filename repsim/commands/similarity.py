@@ -12,6 +12,11 @@ analysed on one and the same task set, each checkpoint's inner loop set up once.
 hold every checkpoint (a ``checkpoint`` and an ``iteration`` column: one combined table of
 checkpoint x layer x measure with CIs), and ``similarity_vs_iteration.png`` / ``.pdf`` plots
 similarity against the training iteration the checkpoints record.
+
+On a policy checkpoint (meta-RL): per test task, the states visited by the adapted policy go
+through the meta-policy and the adapted policy, and fc1, fc2 and head (the mean action) are
+compared (``repsim.rl.similarity``); ``--trajectories`` per task, ``--freeze K`` keeps
+fc1..fcK fixed. The same files are written.
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         "permuted, mean of K permutations (shown in brackets; default 0: off)",
     )
     _sources.add_analysis_args(parser, DEFAULT_OUT)
+    rl = parser.add_argument_group("policy checkpoints (meta-RL)")
+    rl.add_argument("--trajectories", type=int, default=None, help="per task (recorded)")
+    rl.add_argument("--freeze", type=int, default=0, metavar="K", help="keep fc1..fcK fixed")
     parser.set_defaults(func=run)
     return parser
 
@@ -86,6 +94,8 @@ def expand_checkpoints(paths: list[str]) -> list[str | None]:
 
 def run(args: argparse.Namespace) -> int:
     paths = expand_checkpoints(args.checkpoints)
+    if len(paths) == 1 and paths[0] and args.format in ("repsim", "auto") and _is_policy(paths[0]):
+        return _run_policy(args, paths[0], _sources.parse_measures(args.measures))
     analysis = _sources.open_analysis(args, [(p, args.format) for p in paths], args.inner_steps)
     runs = [
         _analyse(path, learner, analysis, args) for path, learner in zip(paths, analysis.learners)
@@ -180,6 +190,75 @@ def _write_one(r: dict, analysis, args) -> int:
         title=f"{r['label']}: before vs after adaptation ({len(source.tasks)} tasks)",
     )
     print()
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _is_policy(path: str) -> bool:
+    """A repsim policy checkpoint (anything else, or an unreadable file, goes the usual way)."""
+    from repsim.errors import CheckpointError
+    from repsim.rl.checkpoint import is_policy_checkpoint
+
+    try:
+        return is_policy_checkpoint(path)
+    except CheckpointError:
+        return False
+
+
+def _run_policy(args: argparse.Namespace, path: str, measures: list[str]) -> int:
+    """A policy checkpoint: fc1, fc2 and head on the states its adapted policy visits."""
+    from repsim import figures, results
+    from repsim.rl.similarity import policy_similarity
+
+    change, described = policy_similarity(
+        path,
+        args.tasks,
+        args.trajectories,
+        measures,
+        args.freeze,
+        args.inner_steps,
+        args.seed,
+        progress=True,
+    )
+    summary, movement = change.summary(), change.movement_summary()
+    print(
+        f"Similarity before vs after the inner loop: {path} ({described['algorithm']} "
+        f"on {described['env']}), {args.tasks} tasks, {described['states_per_task']} states "
+        "visited by the adapted policy per task, mean ± 95% CI"
+    )
+    print(_similarity_table(summary, change.layers, measures))
+    print("Weight movement ||theta_l - theta_l'||, mean ± 95% CI")
+    for r in movement:
+        absolute = results.format_mean_ci(r["abs_mean"], r["abs_mean"] - r["abs_ci_low"])
+        relative = results.format_mean_ci(r["rel_mean"], r["rel_mean"] - r["rel_ci_low"])
+        print(f"  {r['layer']}: {absolute} (relative {relative})")
+    out = Path(args.out)
+    meta = results.provenance(command="similarity", measures=measures, **described)
+    written = [
+        results.write_json(
+            out / "similarity.json",
+            {
+                "meta": meta,
+                "layers": change.layers,
+                "summary": summary,
+                "per_task": change.records,
+                "weight_movement": {"summary": movement, "per_task": change.movement},
+            },
+        ),
+        results.write_csv(
+            out / "similarity_tasks.csv",
+            change.records,
+            ["task", "layer", "measure", "value", "note"],
+        ),
+        results.write_csv(out / "similarity_summary.csv", summary),
+        results.write_csv(out / "weight_movement.csv", movement),
+    ]
+    written += figures.plot_layer_similarity(
+        summary,
+        change.layers,
+        out / "similarity",
+        title=f"{described['algorithm']} policy, {described['env']}: before vs after adaptation",
+    )
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

@@ -7,6 +7,11 @@ every option overrides its preset. Inner learning rates apply to the mean cross-
 
 The training options are made from the fields of ``repsim.train.TrainConfig``: a new field is a
 new option, ``--field-name``.
+
+Meta-RL presets (``rl-2dnav``, ``rl-cheetah-dir``, ``rl-cheetah-vel`` at the paper's scale, and
+their ``-cpu`` variants sized for 2 cores) train MAML / ANIL policies with TRPO
+(``repsim.rl.train``); ``--meta-batch``, ``--inner-lr``, ``--iterations``, ``--seed`` and the
+RL options below override them.
 """
 
 from __future__ import annotations
@@ -122,6 +127,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
+    from repsim.rl.train import PRESETS as RL_PRESETS
     from repsim.train import PRESETS
 
     p = _options.add_command(
@@ -131,12 +137,27 @@ def register(subparsers) -> argparse.ArgumentParser:
         __doc__,
     )
     p.add_argument(
-        "--preset", choices=sorted(PRESETS), default="cpu", help="starting settings (default cpu)"
+        "--preset",
+        choices=sorted(PRESETS) + sorted(RL_PRESETS),
+        default="cpu",
+        help="starting settings (default cpu)",
     )
     p.add_argument("--out", required=True, help="run folder (checkpoints, metrics.jsonl)")
     p.add_argument("--save-as", default=None, help="also copy the final checkpoint here")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--no-progress", action="store_true")
+    rl = p.add_argument_group("meta-RL presets (rl-*)")
+    rl.add_argument("--trajectories", type=int, default=None, help="per task (default 20)")
+    rl.add_argument("--horizon", type=int, default=None, help="default: the benchmark's")
+    rl.add_argument("--max-kl", type=float, default=None, help="TRPO trust region (0.01)")
+    rl.add_argument("--workers", type=int, default=None, help="HalfCheetah sampling processes")
+    rl.add_argument(
+        "--log-std",
+        choices=("head", "meta"),
+        default=None,
+        help="head (default): the inner loop adapts the log-std with the head; "
+        "meta: only the outer loop trains it",
+    )
     p.set_defaults(func=run, config_fields=add_config_options(p))
     return p
 
@@ -146,6 +167,9 @@ def run(args: argparse.Namespace) -> int:
 
     from repsim.train import config_from_preset, train
 
+    if args.preset.startswith("rl-"):
+        return _run_rl(args)
+    _refuse(args, RL_ONLY, "only meta-RL presets (rl-*) use")
     settings = {name: getattr(args, name) for name in args.config_fields}
     cfg = config_from_preset(args.preset, **settings)
     from repsim.distributed import is_main, shutdown
@@ -160,3 +184,50 @@ def run(args: argparse.Namespace) -> int:
         final = args.save_as
     print(f"final checkpoint: {final}")
     return 0
+
+
+def _run_rl(args: argparse.Namespace) -> int:
+    import shutil
+
+    from repsim.rl.train import config_from_preset, train
+
+    classification_only = tuple(
+        k for k in args.config_fields if k not in RL_SHARED and k not in SHARED
+    )
+    _refuse(args, classification_only, "meta-RL presets do not use")
+    log_std = {"head": True, "meta": False, None: None}[args.log_std]
+    keys = ("algorithm", "meta_batch", "trajectories", "horizon", "inner_lr", "inner_steps")
+    keys += ("test_inner_steps", "max_kl", "iterations", "seed", "workers", "save_every")
+    keys += ("threads",)  # the shared option, applied once in cli.main
+    cfg = config_from_preset(
+        args.preset, adapt_log_std=log_std, **{k: getattr(args, k) for k in keys}
+    )
+    final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    if args.save_as:
+        shutil.copyfile(final, args.save_as)
+        final = args.save_as
+    print(f"final checkpoint: {final}")
+    return 0
+
+
+RL_ONLY = ("trajectories", "horizon", "max_kl", "workers", "log_std")
+# The TrainConfig options a meta-RL preset also takes; every other one is classification only.
+RL_SHARED = (
+    "algorithm",
+    "meta_batch",
+    "inner_lr",
+    "inner_steps",
+    "test_inner_steps",
+    "iterations",
+    "seed",
+    "save_every",
+)
+
+
+def _refuse(args: argparse.Namespace, keys: tuple[str, ...], what: str) -> None:
+    given = [k for k in keys if getattr(args, k) is not None]
+    if given:
+        from repsim.errors import InputError
+
+        options = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise InputError(f"{what} {options} (preset {args.preset}); drop them or change --preset")

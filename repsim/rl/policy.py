@@ -1,0 +1,131 @@
+"""The Gaussian MLP policy of MAML-RL and its policy-gradient inner loss.
+
+``GaussianMLPPolicy``: observation -> ``fc1`` (100, ReLU) -> ``fc2`` (100, ReLU) -> ``head``
+(linear, the mean action); the log standard deviation is a learned state-independent vector,
+``head.log_std``. ``forward(obs)`` returns ``(mean, log_std)``, both ``(..., action_dim)``, so
+``repsim.inner_loop.InnerLoop`` adapts it as it adapts a classifier: the model's output goes to
+the loss, here :func:`reinforce_loss`. It is a :class:`repsim.models.BodyHeadModel`: the body is
+``fc1``, ``fc2`` and the head runs alone on the body's features, so ANIL's inner loop runs the
+body once per task.
+
+The log-std counts as head. It is part of the output distribution and reads nothing from the
+body, so ANIL (which adapts the head) adapts the mean layer and the log-std, as MAML-RL's inner
+step adapts every parameter including the log-std. ``adapt_log_std=False`` makes the log-std a
+meta-parameter only: neither MAML nor ANIL changes it in the inner loop (the outer loop still
+trains it). The analysis layer ``head`` is the mean output layer (its hook sees the mean).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repsim.errors import InputError
+from repsim.models import BodyHeadModel
+
+ARCH = "gaussian-mlp"
+BODY_LAYERS = ("fc1", "fc2")
+ANALYSIS_LAYERS = (*BODY_LAYERS, "head")
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Architecture of a Gaussian MLP policy; stored in every policy checkpoint."""
+
+    observation_dim: int = 2
+    action_dim: int = 2
+    hidden: int = 100
+    init_std: float = 1.0
+    adapt_log_std: bool = True  # the log-std counts as head (adapted in the inner loop)
+
+    def to_dict(self) -> dict:
+        return {"arch": ARCH, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PolicyConfig:
+        d = {k: v for k, v in d.items() if k != "arch"}
+        known = {f.name for f in dataclasses.fields(cls)}
+        if set(d) - known:
+            raise InputError(
+                f"unknown policy config keys {sorted(set(d) - known)}; known: {sorted(known)}"
+            )
+        return cls(**d)
+
+
+def log_prob(output: tuple[torch.Tensor, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
+    """Log-density of ``actions (..., action_dim)`` under the diagonal Gaussian ``output``
+    (``(mean, log_std)``), summed over action dimensions: ``(...)``."""
+    mean, log_std = output
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z.pow(2) - log_std - 0.5 * LOG_2PI).sum(-1)
+
+
+def kl_divergence(old, new) -> torch.Tensor:
+    """KL(old || new) of two diagonal Gaussians ``(mean, log_std)``, summed over action
+    dimensions: ``(...)``."""
+    (m0, s0), (m1, s1) = old, new
+    return (s1 - s0 + (torch.exp(2 * s0) + (m0 - m1).pow(2)) / (2 * torch.exp(2 * s1)) - 0.5).sum(
+        -1
+    )
+
+
+def reinforce_loss(output, target) -> torch.Tensor:
+    """The policy-gradient inner loss of MAML-RL: ``-mean(log pi(a|s) * A)``.
+
+    ``output``: the policy's ``(mean, log_std)`` on the visited states ``(H, B, obs_dim)``;
+    ``target``: ``(actions (H, B, action_dim), advantages (H, B))``. Every episode has the same
+    fixed horizon, so the mean over steps and trajectories is MAML-RL's weighted mean.
+    """
+    actions, advantages = target
+    return -(log_prob(output, actions) * advantages).mean()
+
+
+def sample_actions(output, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Actions drawn from the Gaussian ``(mean, log_std)``, same shape as the mean."""
+    mean, log_std = output
+    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+    return mean + torch.exp(log_std) * noise
+
+
+class GaussianHead(nn.Linear):
+    """The mean output layer, carrying the state-independent ``log_std`` of the policy."""
+
+    def __init__(self, features: int, action_dim: int, init_std: float):
+        super().__init__(features, action_dim)
+        self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
+
+
+class GaussianMLPPolicy(BodyHeadModel):
+    """``(mean, log_std) = policy(obs)`` for observations ``(..., observation_dim)``."""
+
+    analysis_layers = ANALYSIS_LAYERS
+    body_layers = BODY_LAYERS
+
+    def __init__(self, config: PolicyConfig | None = None):
+        super().__init__()
+        cfg = config or PolicyConfig()
+        self.config = cfg
+        self.fc1 = nn.Linear(cfg.observation_dim, cfg.hidden)
+        self.fc2 = nn.Linear(cfg.hidden, cfg.hidden)
+        self.head = GaussianHead(cfg.hidden, cfg.action_dim, cfg.init_std)
+        self.meta_only_parameters = () if cfg.adapt_log_std else ("head.log_std",)
+        for layer in (self.fc1, self.fc2, self.head):  # MAML-RL's init: Xavier, zero bias
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def body(self, obs: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.fc2(F.relu(self.fc1(obs))))
+
+    def forward(self, x: torch.Tensor, stage: str = "full"):
+        out = super().forward(x, stage)
+        if stage == "body":
+            return out
+        return out, self.head.log_std.expand_as(out)
+
+    inner_loss = staticmethod(reinforce_loss)  # what InnerLoop.from_record adapts it with

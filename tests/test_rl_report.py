@@ -1,0 +1,57 @@
+"""The RL rows of Table 2: the paper's numbers beside ours, the claim's verdict, the curves."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import pytest
+
+from repsim.rl.report import PAPER_TABLE2, anil_matches_maml, write_rl_results
+
+
+def test_the_papers_own_numbers_satisfy_anil_matches_maml():
+    for env in ("2dnav", "cheetah-dir", "cheetah-vel"):
+        assert (
+            anil_matches_maml(PAPER_TABLE2[(env, "maml")], PAPER_TABLE2[(env, "anil")]) == "holds"
+        )
+
+
+def test_verdict_uses_mamls_std_over_seeds():
+    assert anil_matches_maml((-20.0, 2.0), (-21.9, 0.5)) == "holds"
+    assert anil_matches_maml((-20.0, 2.0), (-22.1, 0.5)) == "fails"
+    assert anil_matches_maml((-20.0, math.nan), (-30.0, 0.5)) == "undecided (one seed)"
+
+
+def test_write_rl_results_gives_rows_beside_the_paper_and_learning_curves(tmp_path):
+    from repsim.rl.train import RLConfig, train
+
+    shipped = tmp_path / "rl"
+    (shipped / "metrics").mkdir(parents=True)
+    for algorithm, seed in (("maml", 0), ("maml", 1), ("anil", 0)):
+        cfg = RLConfig(algorithm=algorithm, seed=seed, meta_batch=2, trajectories=3, horizon=10)
+        cfg.iterations = 2
+        run = tmp_path / f"run_{algorithm}_{seed}"
+        name = f"{algorithm}_2dnav_seed{seed}"
+        shutil.copy(train(cfg, run, progress=False), shipped / f"{name}.safetensors")
+        shutil.copy(run / "metrics.jsonl", shipped / "metrics" / f"{name}.jsonl")
+    from repsim.rl.report import policy_checkpoints
+
+    found = policy_checkpoints(shipped)
+    assert len(found) == 3
+    data = write_rl_results(tmp_path / "out", found, tasks=3)
+    rows = {r["algorithm"]: r for r in data["rows"]}
+    assert rows["maml"]["seeds"] == [0, 1] and rows["anil"]["seeds"] == [0]
+    assert rows["maml"]["paper_mean"] == -20.3 and rows["anil"]["paper_std"] == 2.3
+    assert math.isfinite(rows["maml"]["return_after_std"])
+    assert math.isnan(rows["anil"]["return_after_std"])
+    assert data["verdicts"]["2dnav"]["paper"] == "holds"
+    assert data["verdicts"]["2dnav"]["ours"] in ("holds", "fails")
+    for name in ("rl_table2.json", "rl_table2.csv", "rl_learning_curves.png"):
+        assert (tmp_path / "out" / name).exists()
+    maml0 = next(r for r in data["runs"] if r["algorithm"] == "maml" and r["seed"] == 0)
+    assert maml0["return_after"] == pytest.approx(
+        write_rl_results(tmp_path / "again", [maml0["checkpoint"]], tasks=3)["runs"][0][
+            "return_after"
+        ]
+    )  # deterministic
