@@ -32,6 +32,13 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="a checkpoint folder with manifest.json; repeat for several settings (default: "
         "the shipped checkpoints/ and its sub-folders that have a manifest)",
     )
+    p.add_argument(
+        "--rl-checkpoints",
+        default=None,
+        metavar="DIR",
+        help="meta-RL policy checkpoints for Table 2's RL rows (default: the shipped "
+        "checkpoints/rl)",
+    )
     p.add_argument("--out", default=".", help="writes OUT/results and OUT/figures (default .)")
     p.add_argument(
         "--quick",
@@ -69,11 +76,13 @@ def run(args: argparse.Namespace) -> int:
         folders = [Path(args.checkpoints[0]) if args.checkpoints else out / "checkpoints"]
         print(f"--quick: training tiny checkpoints into {folders[0]}", flush=True)
         train_quick_checkpoints(folders[0], args.data_dir)
+        rl_dir = None
     else:
         settings = Settings(data_dir=args.data_dir)
         folders = [Path(c) for c in args.checkpoints or []] or checkpoint_folders(CHECKPOINT_DIR)
+        rl_dir = Path(args.rl_checkpoints) if args.rl_checkpoints else CHECKPOINT_DIR / "rl"
     if args.tasks:
         settings.accuracy_tasks = args.tasks
-    report = reproduce(folders, out, settings)
+    report = reproduce(folders, out, settings, rl_dir=rl_dir)
     print(f"report: {report}")
     return 0

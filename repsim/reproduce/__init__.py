@@ -51,8 +51,10 @@ def reproduce(
     out: str | Path,
     settings: Settings | None = None,
     progress: bool = True,
+    rl_dir: str | Path | None = None,
 ) -> Path:
-    """Run every analysis on every checkpoint folder and draw its figures, then evaluate the
+    """Run every analysis on every checkpoint folder and draw its figures, evaluate the meta-RL
+    policies in ``rl_dir`` (Table 2's RL rows, into ``OUT/results/rl``), then evaluate the
     claims and render the report over every setting under ``OUT/results`` (so a setting can be
     redone alone: ``ckpt_dirs=[]`` only re-evaluates and re-renders); returns the report's
     path."""
@@ -65,6 +67,14 @@ def reproduce(
         rp = analyses.Reproduction(folder, out, settings, progress)
         analyses.run_all(rp)
         figures.draw(rp.results, out / "figures" / rp.setting)
+    if rl_dir is not None:
+        from repsim.rl.report import policy_checkpoints, write_rl_results
+
+        policies = policy_checkpoints(rl_dir)
+        if policies:
+            if progress:
+                print(f"Table 2, RL: {len(policies)} policies in {Path(rl_dir).name}/", flush=True)
+            write_rl_results(out / "results" / "rl", policies, tasks=settings.rl_tasks)
     return evaluate_and_report(out, progress)
 
 

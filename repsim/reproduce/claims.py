@@ -334,6 +334,29 @@ def _movement(results, ctx):
     return ", ".join(f"it {k}: {v:.1f}x" for k, v in ratios.items()), min(ratios.values()) >= 5
 
 
+# --- meta-RL ----------------------------------------------------------------------------------
+
+
+def _rl_anil_matches_maml(env: str):
+    def check(results, ctx):
+        rows = {r["algorithm"]: r for r in _get(results, "rl_table2")["rows"] if r["env"] == env}
+        if "maml" not in rows or "anil" not in rows:
+            raise NotTested(f"no MAML and ANIL policies for {env}")
+        m, a = rows["maml"], rows["anil"]
+        std = m["return_after_std"]
+        if std is None or (isinstance(std, float) and math.isnan(std)):
+            raise NotTested(f"one MAML seed on {env}: no std over seeds to compare against")
+        scale = m.get("scale", {})
+        ours = (
+            f"MAML {m['return_after_mean']:.1f} ± {std:.1f}, ANIL {a['return_after_mean']:.1f}"
+            f" ({len(m['seeds'])} seeds; {scale.get('meta_batch')} tasks x "
+            f"{scale.get('trajectories')} trajectories, {scale.get('iterations')} iterations)"
+        )
+        return ours, a["return_after_mean"] >= m["return_after_mean"] - std
+
+    return check
+
+
 # --- the claims -------------------------------------------------------------------------------
 
 P1 = PAPER["table1_freezing"]
@@ -439,6 +462,33 @@ CLAIMS: tuple[Claim, ...] = (
                 "within 15 %",
                 "curves overlap (Figure 5)",
                 _losses_close,
+            ),
+        ),
+    ),
+    Claim(
+        "anil_vs_maml_rl",
+        "ANIL matches MAML in meta-RL (return after adaptation)",
+        "Table 2, RL",
+        ("rl",),
+        ("rl_table2",),
+        (
+            Clause(
+                "2D-Navigation: ANIL ≥ MAML − 1 std (MAML's std over seeds)",
+                "ANIL − MAML ≥ −std",
+                "−20.3 ± 3.2 vs −20.1 ± 2.3",
+                _rl_anil_matches_maml("2dnav"),
+            ),
+            Clause(
+                "HalfCheetah-Direction: ANIL ≥ MAML − 1 std",
+                "ANIL − MAML ≥ −std",
+                "170.4 ± 21.0 vs 363.2 ± 14.8",
+                _rl_anil_matches_maml("cheetah-dir"),
+            ),
+            Clause(
+                "HalfCheetah-Velocity: ANIL ≥ MAML − 1 std",
+                "ANIL − MAML ≥ −std",
+                "−139.0 ± 18.9 vs −120.9 ± 6.3",
+                _rl_anil_matches_maml("cheetah-vel"),
             ),
         ),
     ),

@@ -183,6 +183,32 @@ def _setting_section(folder: Path, link: str) -> list[str]:
     return lines
 
 
+def _rl_section(folder: Path) -> list[str]:
+    data = _load(folder, "rl_table2")
+    if not data:
+        return []
+    lines = [
+        "## Meta-RL: Table 2's RL rows (return after one inner step, mean ± std over seeds)",
+        "",
+        f"{data['tasks']} fixed test tasks per policy.",
+        "",
+        "| environment | algorithm | seeds | scale (tasks x trajectories, iterations) | before "
+        "adaptation | after | paper |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(data["rows"], key=lambda r: (r["env"], r["algorithm"])):
+        std = r["return_after_std"]
+        after = f"{r['return_after_mean']:.1f}" + (f" ± {std:.1f}" if std is not None else "")
+        sc = r.get("scale", {})
+        lines.append(
+            f"| {r['environment']} | {r['algorithm'].upper()} | {len(r['seeds'])} | "
+            f"{sc.get('meta_batch')} x {sc.get('trajectories')}, {sc.get('iterations')} | "
+            f"{r['return_before_mean']:.1f} | {after} | {r['paper_mean']} ± {r['paper_std']} |"
+        )
+    lines += ["", "![RL learning curves](rl/rl_learning_curves.png)", ""]
+    return lines
+
+
 def render(out: str | Path, claims: list[dict], settings: list[str]) -> Path:
     """Write ``OUT/results/report.md`` from ``OUT/results/<setting>/*.json`` and the evaluated
     claims; returns its path."""
@@ -213,7 +239,10 @@ def render(out: str | Path, claims: list[dict], settings: list[str]) -> Path:
         "",
     ]
     for setting in settings:
-        lines += _setting_section(results / setting, "../figures")
+        if setting == "rl":
+            lines += _rl_section(results / "rl")
+        else:
+            lines += _setting_section(results / setting, "../figures")
     sub = SUBMISSION["table1_freezing"]["miniimagenet-5w1s"]
     lines += [
         "---",

@@ -50,6 +50,7 @@ class Settings:
     similarity_tasks: int = 20
     compare_tasks: int = 10
     chance_permutations: int = 3
+    rl_tasks: int = 40
     speed_repeats: int = 5
     seed: int = 0
     data_dir: str | None = None
@@ -63,6 +64,7 @@ class Settings:
             similarity_tasks=2,
             compare_tasks=2,
             chance_permutations=1,
+            rl_tasks=2,
             speed_repeats=1,
             data_dir=data_dir,
         )

@@ -160,6 +160,7 @@ def write_rl_results(
 ) -> dict:
     """Table 2's RL rows (JSON + CSV) and the learning curves (PNG + PDF) into ``out_dir``."""
     from repsim import results
+    from repsim.provenance import portable_path
     from repsim.train import read_metrics
 
     checkpoints = policy_checkpoints() if checkpoints is None else [Path(p) for p in checkpoints]
@@ -172,8 +173,10 @@ def write_rl_results(
         if metrics.exists():
             curves.setdefault((run["env"], run["algorithm"]), []).append(read_metrics(metrics))
     figures = plot_learning_curves(curves, out / "rl_learning_curves") if curves else []
+    for run in table["runs"]:  # results hold no machine path
+        run["checkpoint"] = portable_path(run["checkpoint"])
     data = {"meta": results.provenance(command="rl-table2"), **table}
-    data["figures"] = [str(p) for p in figures]
+    data["figures"] = [Path(p).name for p in figures]
     results.write_json(out / "rl_table2.json", data)
     results.write_csv(
         out / "rl_table2.csv",

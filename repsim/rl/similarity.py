@@ -71,6 +71,7 @@ def policy_similarity(
 ) -> tuple[RepresentationChange, dict]:
     """Per-layer similarity before vs after adaptation and weight movement, over ``tasks``
     fixed test tasks. Returns the change and a description of what was measured."""
+    from repsim.provenance import portable_path
     from repsim.rl.checkpoint import load_policy_learner
 
     learner = load_policy_learner(path, freeze=freeze, inner_steps=inner_steps)
@@ -93,6 +94,6 @@ def policy_similarity(
         "states_per_task": int(chosen[0].states.shape[0]),
         "states": "visited by the adapted policy",
         "adapt": learner.config["adapt"],
-        "checkpoint": str(path),
+        "checkpoint": portable_path(path),
     }
     return change, meta
