@@ -79,7 +79,8 @@ def test_no_shipped_record_or_result_holds_a_machine_path():
     found = {}
     for path in SHIPPED_CHECKPOINTS:
         record = _record(path)
-        assert record["data"]["train"]["source_digest"], f"{path}: the data digest is missing"
+        if record["model"].get("arch") == "conv4":  # a classifier names its data by digest
+            assert record["data"]["train"]["source_digest"], f"{path}: the data digest is missing"
         found[path] = machine_paths(record)
     for path in SHIPPED_RESULTS:
         found[path] = machine_paths(json.loads(path.read_text()))
