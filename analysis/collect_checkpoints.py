@@ -8,7 +8,8 @@ Ships, per run (a folder of ``RUNS_DIR`` with ``final.safetensors``, or with
 ``last.safetensors`` when the run is still going): its latest checkpoint
 (``<algorithm>_<dataset>_<N>w<K>s_seed<k>.safetensors``), its metrics log, and its checkpoints
 along training (``along_training/``): every one for seed 0 of MAML and ANIL (Figure 3), for the
-other seeds the ones every run shares (so runs still training compare at a common iteration).
+other seeds the latest one every run shares (so runs still training compare at a common
+iteration). A checkpoint equal to the run's latest is not copied twice.
 
 ``--resumable`` also keeps what ``repsim train --resume`` needs for runs that have not
 finished (``resume/<name>/``: ``last.safetensors``, its optimiser state, ``metrics.jsonl``,
@@ -42,6 +43,7 @@ def collect(runs_dir: Path, out: Path, resumable: bool = False) -> list[Run]:
     found = sorted((p, _latest(p)) for p in runs_dir.iterdir() if p.is_dir() and _latest(p))
     iters = {p: {int(q.stem.split("_")[1]) for q in p.glob("iter_*.safetensors")} for p, _ in found}
     shared = set.intersection(*iters.values()) if iters else set()
+    shared = {max(shared)} if shared else set()
     runs = []
     for run_dir, latest in found:
         _, record = read_checkpoint(latest)
@@ -54,7 +56,7 @@ def collect(runs_dir: Path, out: Path, resumable: bool = False) -> list[Run]:
         shutil.copyfile(run_dir / "metrics.jsonl", out / metrics)
         checkpoints = {}
         keep = iters[run_dir] if (seed == 0 and algo in ("maml", "anil")) else shared
-        for it in sorted(keep & iters[run_dir]):
+        for it in sorted(keep & iters[run_dir] - {int(record["iteration"])}):
             rel = f"along_training/{name}_iter_{it:06d}.safetensors"
             shutil.copyfile(run_dir / f"iter_{it:06d}.safetensors", out / rel)
             checkpoints[it] = rel

@@ -50,7 +50,8 @@ def test_a_finished_and_a_running_run_are_shipped_comparably_and_resumably(
     collect.write_manifest(out, shipped)
     by = {r.algorithm: r for r in read_manifest(out)}
     assert by["anil"].iterations == 6 and by["maml"].iterations == 4
-    assert sorted(by["maml"].checkpoints) == [2, 4]  # the iterations both runs have
+    assert sorted(by["anil"].checkpoints) == [2, 4]  # seed 0: every one along training
+    assert by["maml"].checkpoints == {}  # its latest (4) is the iteration both runs share
     assert common_iteration(list(by.values()), out) == 4
     resume = out / "resume" / "maml_omniglot_3w1s_seed1"
     assert (resume / "last.optim.safetensors").exists()
