@@ -418,7 +418,7 @@ def regimes(rp: Reproduction) -> dict:
             if label in out:  # one run per regime (its first seed)
                 continue
             out[label] = {h: mean_ci(rp.accuracies(path, head=h)) for h in ("nil", "adapt")}
-            out[label]["iterations"] = run.iterations
+            out[label]["iterations"] = rp.common if regime in ("maml", "anil") else run.iterations
             rows += [{"regime": label, "head": h, **out[label][h]} for h in ("nil", "adapt")]
     return rp.write("table5_regimes", {"summary": out}, rows)
 
