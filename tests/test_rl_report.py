@@ -50,8 +50,9 @@ def test_write_rl_results_gives_rows_beside_the_paper_and_learning_curves(tmp_pa
     for name in ("rl_table2.json", "rl_table2.csv", "rl_learning_curves.png"):
         assert (tmp_path / "out" / name).exists()
     maml0 = next(r for r in data["runs"] if r["algorithm"] == "maml" and r["seed"] == 0)
+    assert maml0["checkpoint"] == "maml_2dnav_seed0.safetensors"  # no machine path
     assert maml0["return_after"] == pytest.approx(
-        write_rl_results(tmp_path / "again", [maml0["checkpoint"]], tasks=3)["runs"][0][
+        write_rl_results(tmp_path / "again", [shipped / maml0["checkpoint"]], tasks=3)["runs"][0][
             "return_after"
         ]
     )  # deterministic
