@@ -13,7 +13,7 @@ iteration). A checkpoint equal to the run's latest is not copied twice.
 
 ``--resumable`` also keeps what ``repsim train --resume`` needs for runs that have not
 finished (``resume/<name>/``: ``last.safetensors``, its optimiser state, ``metrics.jsonl``,
-``config.json``); continue one with
+``config.json`` and its checkpoints along training); continue one with
 ``cp -r CHECKPOINT_DIR/resume/<name> runs/<name> && repsim train <same options> --out
 runs/<name> --resume``. Optimiser states of finished runs are never shipped.
 """
@@ -65,6 +65,8 @@ def collect(runs_dir: Path, out: Path, resumable: bool = False) -> list[Run]:
             dst.mkdir(parents=True, exist_ok=True)
             for f in ("last.safetensors", "last.optim.safetensors", "metrics.jsonl", "config.json"):
                 shutil.copyfile(run_dir / f, dst / f)
+            for p in run_dir.glob("iter_*.safetensors"):  # the run folder, whole, for later
+                shutil.copyfile(p, dst / p.name)
         runs.append(Run(name, algo, seed, int(record["iteration"]), final, checkpoints, metrics))
     return runs
 
