@@ -76,3 +76,11 @@ def test_training_losses_fifteen_percent_apart_fail():
     rows = _rows({"omniglot-20w1s-paper": {"table2_maml_vs_anil": t2}})
     key = ("anil_vs_maml", "learning curves: final training losses", "omniglot-20w1s-paper")
     assert rows[key]["verdict"] == "fails"  # 17.5 % apart
+
+
+def test_the_claims_table_escapes_absolute_value_bars():
+    import re
+
+    rows = evaluate({}, {})
+    for line in format_table(rows).splitlines():
+        assert len(re.findall(r"(?<!\\)\|", line)) == 8, line  # 7 columns, nothing split

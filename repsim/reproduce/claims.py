@@ -667,8 +667,7 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         setting = r["setting"] + (" (**proxy**)" if r["proxy"] else "")
         verdict = r["verdict"] + (f": {r['reason']}" if r["reason"] else "")
-        lines.append(
-            f"| {r['claim']} ({r['source']}) | {r['clause']} | {setting} | {r['ours']} | "
-            f"{r['band']} | {r['paper']} | {verdict} |"
-        )
+        cells = [f"{r['claim']} ({r['source']})", r["clause"], setting, r["ours"], r["band"]]
+        cells += [r["paper"], verdict]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
