@@ -32,6 +32,10 @@ def _pyplot():
 
 
 def _save(fig, stem: str | Path, formats: Sequence[str]) -> list[Path]:
+    """Lay ``fig`` out, write ``stem.<fmt>`` for each format, close it; returns the paths."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -39,6 +43,7 @@ def _save(fig, stem: str | Path, formats: Sequence[str]) -> list[Path]:
         path = stem.with_name(f"{stem.name}.{fmt}")
         fig.savefig(path, dpi=160, bbox_inches="tight")
         paths.append(path)
+    plt.close(fig)
     return paths
 
 
@@ -90,10 +95,7 @@ def plot_layer_similarity(
     if title:
         ax.set_title(title)
     ax.legend(title="measure", loc="lower left", frameon=True)
-    fig.tight_layout()
-    paths = _save(fig, stem, formats)
-    plt.close(fig)
-    return paths
+    return _save(fig, stem, formats)
 
 
 def plot_similarity_heatmap(
@@ -130,10 +132,7 @@ def plot_similarity_heatmap(
     ax.set_ylabel(row_label)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    paths = _save(fig, stem, formats)
-    plt.close(fig)
-    return paths
+    return _save(fig, stem, formats)
 
 
 def plot_similarity_along_training(
@@ -189,10 +188,7 @@ def plot_similarity_along_training(
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    paths = _save(fig, stem, formats)
-    plt.close(fig)
-    return paths
+    return _save(fig, stem, formats)
 
 
 def plot_freezing(summary: dict, stem: str | Path, title: str = "", formats=FORMATS) -> list[Path]:
@@ -212,10 +208,7 @@ def plot_freezing(summary: dict, stem: str | Path, title: str = "", formats=FORM
     ax.set_xlabel("layers frozen in the inner loop (test time)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title or "Freezing layers at test time (MAML)", fontsize=9)
-    fig.tight_layout()
-    paths = _save(fig, stem, formats)
-    plt.close(fig)
-    return paths
+    return _save(fig, stem, formats)
 
 
 def plot_training(
@@ -267,10 +260,7 @@ def plot_training(
     ax.set_ylabel(f"{measure.upper()} before vs after (dashed: chance)")
     ax.legend(fontsize=7)
     ax.set_title(title or "Representation change along training", fontsize=9)
-    fig.tight_layout()
-    paths = _save(fig, stem, formats)
-    plt.close(fig)
-    return paths
+    return _save(fig, stem, formats)
 
 
 def plot_weight_movement(
@@ -288,10 +278,7 @@ def plot_weight_movement(
     ax.set_ylabel("||θ - θ'|| in the inner loop")
     ax.legend(fontsize=7)
     ax.set_title("Weight movement per layer", fontsize=9)
-    fig.tight_layout()
-    paths = _save(fig, stem, formats)
-    plt.close(fig)
-    return paths
+    return _save(fig, stem, formats)
 
 
 def plot_learning_curves(curves: dict, stem: str | Path, formats=FORMATS) -> list[Path]:
@@ -316,7 +303,4 @@ def plot_learning_curves(curves: dict, stem: str | Path, formats=FORMATS) -> lis
     axes[1].set_ylabel("validation accuracy (%)")
     axes[1].legend(fontsize=7)
     fig.suptitle("MAML vs ANIL learning curves", fontsize=9)
-    fig.tight_layout()
-    paths = _save(fig, stem, formats)
-    plt.close(fig)
-    return paths
+    return _save(fig, stem, formats)

@@ -146,10 +146,7 @@ def plot_learning_curves(curves: dict[tuple[str, str], list[list[dict]]], stem: 
         ax.set_xlabel("meta-iteration")
         ax.set_ylabel("average return")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths = _save(fig, stem, ("png", "pdf"))
-    plt.close(fig)
-    return paths
+    return _save(fig, stem, ("png", "pdf"))
 
 
 def write_rl_results(
