@@ -1,36 +1,46 @@
 #!/usr/bin/env bash
-# Trains every checkpoint shipped in checkpoints/ (the paper's Omniglot experiments at CPU scale).
+# Trains the Omniglot 5-way checkpoints shipped in checkpoints/ (the paper's Omniglot experiments
+# at CPU scale), every meta-learner to the same length.
 # Settings: `repsim train --preset cpu` = Omniglot (MAML split), 5-way 1-shot, 5 queries per
 # class, meta-batch 16, inner lr 2.0 on the mean cross-entropy (= the paper's alpha 0.4 x 5
 # ways), 2 inner steps in training / 10 at test, Adam 2e-3, transductive batch norm, 1 thread.
-# Seed 0 of ANIL runs 3000 iterations and of MAML 4000 (it was run to 3000, evaluated at
-# 94.7 %, then extended with --resume --iterations 4000, which continues exactly as one run);
-# seeds 1 and 2 run 1000, which equals seed 0's checkpoint at iteration 1000 (no learning-rate
-# schedule), so seeds compare at 1000.
-# Two lanes run side by side (2 cores). Usage: bash analysis/train_checkpoints.sh RUNS_DIR
+# MAML and ANIL x 3 seeds, ITERATIONS each (default 4000); seed 0 keeps checkpoints along
+# training for Figure 3, seeds 1-2 at 1/4 and 1/2 of training. Then MAML 5-shot (1 seed) and
+# the Table 5 baselines at the same length (NIL-training at softmax scale 1 and 10).
+# Two lanes run side by side (2 cores); every run saves its state every 250 iterations, so the
+# script can be rerun after an interruption and each run continues with --resume.
+# Usage: bash analysis/train_checkpoints.sh RUNS_DIR [ITERATIONS]
 set -euo pipefail
 RUNS="${1:-runs}"
+N="${2:-4000}"
 mkdir -p "$RUNS"
-common=(--preset cpu --threads 1 --no-progress)
+common=(--preset cpu --threads 1 --no-progress --save-every 250 --iterations "$N")
+along="$((N / 40)),$((N / 16)),$((N / 8)),$((N / 4)),$((N / 2)),$((3 * N / 4))"
+run() { # name, then repsim train options
+  local out="$RUNS/$1"
+  shift
+  if [ -f "$out/final.safetensors" ]; then return; fi
+  local resume=()
+  if [ -f "$out/last.safetensors" ]; then resume=(--resume); fi
+  echo "$(date -u +%FT%TZ) start $out"
+  repsim train "${common[@]}" "$@" --out "$out" "${resume[@]}"
+}
 lane_a() {
-  repsim train "${common[@]}" --algorithm maml --seed 0 --iterations 4000 \
-    --checkpoint-at 100,250,500,1000,2000,3000 --out "$RUNS/maml_cpu_seed0"
-  for s in 1 2; do
-    repsim train "${common[@]}" --algorithm maml --seed $s --iterations 1000 \
-      --checkpoint-at 100,250,500 --out "$RUNS/maml_cpu_seed$s"
-  done
+  run maml_cpu_seed0 --algorithm maml --seed 0 --checkpoint-at "$along"
+  run maml_cpu_seed1 --algorithm maml --seed 1 --checkpoint-at "$((N / 4)),$((N / 2))"
+  run anil_cpu_seed2 --algorithm anil --seed 2 --checkpoint-at "$((N / 4)),$((N / 2))"
+  run maml_cpu_5shot_seed0 --algorithm maml --shots 5 --seed 0
 }
 lane_b() {
-  repsim train "${common[@]}" --algorithm anil --seed 0 --iterations 3000 \
-    --checkpoint-at 100,250,500,1000,2000 --out "$RUNS/anil_cpu_seed0"
-  for s in 1 2; do
-    repsim train "${common[@]}" --algorithm anil --seed $s --iterations 1000 \
-      --checkpoint-at 100,250,500 --out "$RUNS/anil_cpu_seed$s"
+  run anil_cpu_seed0 --algorithm anil --seed 0 --checkpoint-at "$along"
+  run maml_cpu_seed2 --algorithm maml --seed 2 --checkpoint-at "$((N / 4)),$((N / 2))"
+  run anil_cpu_seed1 --algorithm anil --seed 1 --checkpoint-at "$((N / 4)),$((N / 2))"
+  for regime in multiclass multitask; do
+    run "${regime}_cpu_seed0" --algorithm "$regime" --seed 0
   done
-  for regime in multiclass multitask nil random; do
-    repsim train "${common[@]}" --algorithm $regime --seed 0 --iterations "$([ $regime = random ] && echo 0 || echo 1000)" \
-      --out "$RUNS/${regime}_cpu_seed0"
-  done
+  run nil_cpu_seed0 --algorithm nil --seed 0 --nil-train-scale 1
+  run nil10_cpu_seed0 --algorithm nil --seed 0 --nil-train-scale 10
+  run random_cpu_seed0 --algorithm random --seed 0 --iterations 0
 }
 lane_a > "$RUNS/lane_a.log" 2>&1 &
 lane_b > "$RUNS/lane_b.log" 2>&1 &
