@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -9,6 +11,8 @@ import torch
 
 from repsim import similarity as sim
 from repsim.errors import InputError
+from repsim.similarity.cca import cca_basis, svd_basis
+from repsim.similarity.registry import REGISTRY, Context
 
 # ---------------------------------------------------------------------------------------------
 # Independent reference formulas, written plainly (numpy / scipy, explicit matrices)
@@ -154,11 +158,12 @@ def test_debiased_cka_matches_song_formula(n, dx, dy):
 def test_debiased_cka_feature_and_gram_space_agree():
     x, y = pair(30, 5, 9, seed=4)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    spec, options = REGISTRY["cka"], {"debiased": True}
     values = []
-    for space in ("feature", "gram"):
-        a = sim._prepare_linear_cka(tx, "x", space, True)
-        b = sim._prepare_linear_cka(ty, "y", space, True)
-        values.append(sim._linear_cka_pair(a, b))
+    for feature_space in (True, False):
+        ctx = Context(torch.float64, options, feature_space=feature_space)
+        a, b = spec.prepare(tx, "x", ctx), spec.prepare(ty, "y", ctx)
+        values.append(spec.pair(a, b, options))
     assert values[0] == pytest.approx(values[1], abs=1e-12)
 
 
@@ -212,8 +217,8 @@ def test_svcca_keeps_the_fewest_directions_explaining_keep():
     x = np.c_[strong, weak]
     y = np.c_[strong @ rng.standard_normal((3, 3)), rng.standard_normal((500, 3))]
     tx = torch.from_numpy(x)
-    assert sim._svd_basis(tx, "x", 0.99).rank == 3
-    assert sim._svd_basis(tx, "x", 1.0).rank == 6
+    assert svd_basis(tx, "x", torch.float64, 0.99).rank == 3
+    assert svd_basis(tx, "x", torch.float64, 1.0).rank == 6
     # with y's noise dimensions kept, SVCCA(keep=.99) of x's 3 strong directions vs y
     coef = sim.cca_coefficients(strong, y)
     assert sim.svcca(x, y, keep=0.99) == pytest.approx(float(coef.mean()), abs=1e-10)
@@ -255,8 +260,8 @@ def test_gram_whitening_and_qr_routes_agree():
     """Well-conditioned layers are whitened from the Gram matrix, others go through QR."""
     x, y = pair(300, 6, 5, seed=23)
     tx = torch.from_numpy(x)
-    assert sim._cca_basis(tx, "x", None)[0].w is not None  # fast route
-    assert sim._cca_basis(tx, "x", 1e-12)[0].w is None  # rtol given: QR route
+    assert cca_basis(tx, "x", torch.float64, None)[0].w is not None  # fast route
+    assert cca_basis(tx, "x", torch.float64, 1e-12)[0].w is None  # rtol given: QR route
     np.testing.assert_allclose(
         sim.cca_coefficients(x, y).numpy(), sim.cca_coefficients(x, y, rtol=1e-12), atol=1e-12
     )
@@ -264,7 +269,7 @@ def test_gram_whitening_and_qr_routes_agree():
     # an invertible but badly conditioned map (condition ~1e9) takes the QR route, still exact
     u, v = random_orthogonal(6, 1), random_orthogonal(6, 2)
     a = u @ np.diag(np.logspace(0, -9, 6)) @ v
-    assert sim._cca_basis(torch.from_numpy(x @ a), "x", None)[0].w is None
+    assert cca_basis(torch.from_numpy(x @ a), "x", torch.float64, None)[0].w is None
     assert sim.cca(x @ a, y) == pytest.approx(sim.cca(x, y), abs=1e-7)
 
 
@@ -352,8 +357,11 @@ def test_similarity_matrix_equals_per_pair_calls(name):
 
 def test_similarity_matrix_does_per_layer_work_once(monkeypatch):
     calls = []
-    original = sim._cca_basis
-    monkeypatch.setattr(sim, "_cca_basis", lambda t, k, *a: calls.append(k) or original(t, k, *a))
+    spec = REGISTRY["cca"]
+    counted = dataclasses.replace(
+        spec, prepare=lambda t, k, ctx: calls.append(k) or spec.prepare(t, k, ctx)
+    )
+    monkeypatch.setitem(REGISTRY, "cca", counted)
     rng = np.random.default_rng(16)
     acts = {f"l{i}": rng.standard_normal((100, 4)) for i in range(4)}
     m = sim.similarity_matrix(acts, measure="cca")

@@ -1,0 +1,276 @@
+"""The CKA family: linear CKA (feature or Gram space), debiased, and RBF CKA.
+
+Per layer: the centred data and self term (linear CKA in feature space), or the centred kernel
+matrix and its row sums (Gram space, RBF). Per pair: one cross product (feature space) or one
+elementwise product of two kernel matrices.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from repsim.errors import InputError
+from repsim.similarity._core import (
+    alive_columns,
+    centre,
+    centred_gram,
+    cross,
+    ratio,
+    row_gram,
+)
+
+
+def no_variance(name: str) -> InputError:
+    return InputError(
+        f"{name} has no variance: every column (neuron) is constant over the datapoints, so CKA "
+        "is undefined (0/0); check the layer or pass other datapoints"
+    )
+
+
+def use_feature_space(n: int, dims: list[int]) -> bool:
+    """Feature space costs ``n (sum d)^2`` (the products of every pair of layers), Gram space
+    ``n^2 (2 sum d + layers^2)``; for one pair: ``dx^2+dy^2+dx dy <= n (dx+dy)``."""
+    if len(dims) == 2:
+        dx, dy = dims
+        return dx * dx + dy * dy + dx * dy <= n * (dx + dy)
+    return sum(dims) ** 2 <= n * (2 * sum(dims) + len(dims) ** 2)
+
+
+def _hsic_u(cross2: torch.Tensor, ka: torch.Tensor, kb: torch.Tensor, n: int) -> torch.Tensor:
+    """Unbiased HSIC (Song et al. 2012) of linear kernels on centred features, times n(n-3):
+    ``||Xc^T Yc||^2 - n/(n-2) ka.kb + sum(ka) sum(kb) / ((n-1)(n-2))`` with ``ka``, ``kb`` the
+    centred rows' squared norms (the diagonals of the centred Gram matrices)."""
+    return cross2 - n / (n - 2.0) * (ka @ kb) + ka.sum() * kb.sum() / ((n - 1) * (n - 2))
+
+
+@dataclass
+class FeatureLayer:
+    """Linear CKA in feature space: the layer's product data (see ``_core.Centred``), its self
+    term (``||Xc^T Xc||_F``, or n(n-3) HSIC_u(x, x) when debiased) and, debiased, the centred
+    rows' squared norms."""
+
+    mat: torch.Tensor
+    mu: torch.Tensor | None
+    self_term: torch.Tensor
+    kdiag: torch.Tensor | None = None
+
+
+@dataclass
+class GramLayer:
+    """CKA in Gram space: the centred (or U-centred) kernel matrix ``(n, n)`` and self term."""
+
+    gram: torch.Tensor
+    self_term: torch.Tensor
+
+
+def _row_sq_norms(c) -> torch.Tensor:
+    """Squared norms of the centred rows, from the layer's product data without a copy."""
+    norms = torch.linalg.vector_norm(c.mat, dim=1).square()
+    if c.mu is None:
+        return norms
+    return norms - 2.0 * (c.mat @ c.mu) + c.mu @ c.mu
+
+
+def prepare_linear(t: torch.Tensor, name: str, ctx) -> FeatureLayer | GramLayer:
+    n = t.shape[0]
+    debiased = bool(ctx.options.get("debiased", False))
+    if ctx.feature_space:
+        c = centred_gram(t, name, ctx.dtype)
+        if not bool(alive_columns(c.gram.diagonal(), c.mean, n).any()):
+            raise no_variance(name)
+        if not debiased:
+            return FeatureLayer(c.mat, c.mu, c.gram.norm())
+        kd = _row_sq_norms(c)
+        return FeatureLayer(c.mat, c.mu, _hsic_u(c.gram.square().sum(), kd, kd, n), kd)
+    tc, mean = centre(t, name, ctx.dtype)
+    if not bool(alive_columns(tc.square().sum(dim=0), mean, n).any()):
+        raise no_variance(name)
+    k = row_gram(tc)
+    if debiased:
+        k = u_centre(k)
+        return GramLayer(k, k.square().sum())
+    return GramLayer(k, k.norm())
+
+
+def pair_linear(a, b, options: dict) -> float:
+    if isinstance(a, GramLayer):
+        return pair_gram(a, b, options)
+    cross2 = cross(a.mat, a.mu, b.mat, b.mu).square().sum()
+    if a.kdiag is None:
+        return min(float(cross2 / (a.self_term * b.self_term)), 1.0)
+    xy = _hsic_u(cross2, a.kdiag, b.kdiag, a.mat.shape[0])
+    return ratio(xy, a.self_term, b.self_term, True)
+
+
+def pair_gram(a: GramLayer, b: GramLayer, options: dict) -> float:
+    xy = torch.vdot(a.gram.reshape(-1), b.gram.reshape(-1))
+    if not options.get("debiased", False):
+        return min(max(float(xy / (a.self_term * b.self_term)), 0.0), 1.0)
+    return ratio(xy, a.self_term, b.self_term, True)
+
+
+def u_centre(k: torch.Tensor) -> torch.Tensor:
+    """Szekely-Rizzo U-centring of a Gram matrix ``(n, n)`` in place (diagonal set to 0)."""
+    n = k.shape[0]
+    k.fill_diagonal_(0.0)
+    rows = k.sum(dim=1) / (n - 2)
+    total = k.sum() / ((n - 1) * (n - 2))
+    k -= rows[:, None]
+    k -= rows[None, :]
+    k += total
+    k.fill_diagonal_(0.0)
+    return k
+
+
+# --------------------------------------------------------------------------------------------
+# RBF CKA
+# --------------------------------------------------------------------------------------------
+
+# Rows per block of the passes over (n, n) matrices: 64 rows of 10,000 float64 = 5 MB.
+_BLOCK_ELEMENTS = 1 << 19
+# Below this many distinct pairs the median is a plain selection over all of them.
+_SMALL_MEDIAN = 1 << 21
+_SAMPLE = 200_000
+
+
+def _blocks(n: int):
+    step = max(1, _BLOCK_ELEMENTS // n)
+    for r0 in range(0, n, step):
+        yield r0, min(n, r0 + step)
+
+
+def sq_distances(tc: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances between the rows of centred ``tc`` ``(n, n)``: exactly
+    symmetric, zero diagonal. Written over the Gram matrix in place, a block of rows at a time."""
+    d2 = row_gram(tc)
+    sq = d2.diagonal().clone()
+    for r0, r1 in _blocks(d2.shape[0]):
+        blk = d2[r0:r1]
+        blk.mul_(-2.0).add_(sq[r0:r1, None]).add_(sq[None, :]).clamp_(min=0.0)
+    d2.fill_diagonal_(0.0)
+    return d2
+
+
+def _select(v: torch.Tensor, ranks: tuple[int, int]) -> torch.Tensor:
+    """Mean of the values at two 1-based ranks of ``v`` (the median: the two middle ranks)."""
+    lo = torch.kthvalue(v, ranks[0]).values
+    return lo if ranks[1] == ranks[0] else (lo + torch.kthvalue(v, ranks[1]).values) / 2
+
+
+def pair_median(d2: torch.Tensor) -> torch.Tensor:
+    """Exact median of the ``m = n(n-1)/2`` distinct-pair values of a symmetric ``(n, n)``
+    matrix with zero diagonal (the mean of the two middle values when ``m`` is even).
+
+    Selection, not sorting: a random sample of pairs brackets the median in ``[lo, hi]``, one
+    blocked pass counts the values below ``lo`` and gathers those inside, and the median is
+    selected among the few inside (each distinct pair appears twice in the full matrix, so
+    counts are halved). The answer does not depend on the sample; a sample that misses (odds
+    about 1e-8) falls back to selecting among all pairs."""
+    n = d2.shape[0]
+    m = n * (n - 1) // 2
+    ranks = ((m + 1) // 2, m // 2 + 1)
+    if m <= _SMALL_MEDIAN:
+        iu = torch.triu_indices(n, n, offset=1, device=d2.device)
+        return _select(d2[iu[0], iu[1]], ranks)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    i = torch.randint(0, n, (_SAMPLE,), generator=g).to(d2.device)
+    j = torch.randint(0, n - 1, (_SAMPLE,), generator=g).to(d2.device)
+    j += j >= i  # uniform over the off-diagonal entries
+    sample = d2[i, j]
+    margin = 3.0 * math.sqrt(_SAMPLE)  # six standard deviations of the sample rank
+    lo_rank = max(1, int(_SAMPLE * ranks[0] / m - margin))
+    hi_rank = min(_SAMPLE, int(_SAMPLE * ranks[1] / m + margin) + 1)
+    lo = torch.kthvalue(sample, lo_rank).values
+    hi = torch.kthvalue(sample, hi_rank).values
+    if float(lo) > 0.0:
+        below, inside = -n, []  # the n zeros of the diagonal are below lo
+        for r0, r1 in _blocks(n):
+            blk = d2[r0:r1]
+            below += int((blk < lo).sum())
+            inside.append(blk[(blk >= lo) & (blk <= hi)])
+        below //= 2
+        vals = torch.cat(inside)
+        r = (ranks[0] - below, ranks[1] - below)
+        if r[0] >= 1 and 2 * r[1] <= vals.numel():
+            return _select(vals, (2 * r[0] - 1, 2 * r[1] - 1))
+    iu = torch.triu_indices(n, n, offset=1, device=d2.device)
+    return _select(d2[iu[0], iu[1]], ranks)
+
+
+@dataclass
+class RBFLayer:
+    """A layer's Gaussian kernel matrix ``K`` ``(n, n)`` (uncentred, less a constant), its row
+    sums and total,
+    and ``<HKH, HKH>``: the pair term ``<HKH, HLH> = sum K*L - 2/n s_K.s_L + S_K S_L / n^2``
+    then needs one pass over ``K`` and ``L`` and never forms a centred matrix."""
+
+    k: torch.Tensor
+    rows: torch.Tensor
+    total: torch.Tensor
+    self_term: torch.Tensor
+
+
+def bandwidth2(d2: torch.Tensor, name: str, sigma: float | None, sigma_frac: float):
+    """``2 sigma^2`` for one side: given, or ``sigma_frac^2 * median`` of its distances."""
+    if sigma is not None:
+        return 2.0 * float(sigma) ** 2
+    med = float(pair_median(d2))
+    if med <= 0:
+        raise InputError(
+            f"{name}: the median pairwise distance is 0 (most datapoints are identical), so "
+            "the median bandwidth is 0; pass sigma= explicitly"
+        )
+    return 2.0 * sigma_frac**2 * med
+
+
+def prepare_rbf(t: torch.Tensor, name: str, ctx) -> RBFLayer | GramLayer:
+    n = t.shape[0]
+    tc, mean = centre(t, name, ctx.dtype)
+    if not bool(alive_columns(torch.linalg.vector_norm(tc, dim=0).square(), mean, n).any()):
+        raise no_variance(name)
+    sigma = ctx.options.get("sigma")
+    if isinstance(sigma, (tuple, list)):
+        sigma = sigma[ctx.side]
+    d2 = sq_distances(tc)
+    mean_d2 = 2.0 * float(torch.linalg.vector_norm(tc)) ** 2 / (n - 1)  # of the off-diagonal entries
+    del tc
+    gamma = 1.0 / bandwidth2(d2, name, sigma, ctx.options.get("sigma_frac", 1.0))
+    # Centring ignores a constant added to K, so K - c is used with c = the kernel at the mean
+    # distance: expm1 keeps both terms exact when sigma is large (K near 1 everywhere), and the
+    # shifted entries are small, so the centring sums below do not cancel.
+    c = math.expm1(-gamma * mean_d2)
+    if ctx.options.get("debiased", False):
+        k = u_centre(d2.mul_(-gamma).expm1_().sub_(c))
+        return GramLayer(k, k.square().sum())
+    rows = torch.empty(n, dtype=torch.float64, device=d2.device)
+    kk = torch.zeros((), dtype=torch.float64, device=d2.device)
+    for r0, r1 in _blocks(n):  # the kernel, its row sums and sum K*K, one block in cache
+        blk = d2[r0:r1].mul_(-gamma).expm1_().sub_(c)
+        rows[r0:r1] = blk.sum(dim=1, dtype=torch.float64)
+        kk += torch.vdot(blk.reshape(-1), blk.reshape(-1))
+    total = rows.sum()
+    return RBFLayer(d2, rows, total, kk - 2.0 / n * (rows @ rows) + (total / n) ** 2)
+
+
+def pair_rbf(a, b, options: dict) -> float:
+    if isinstance(a, GramLayer):
+        return pair_gram(a, b, options)
+    n = a.k.shape[0]
+    kl = torch.vdot(a.k.reshape(-1), b.k.reshape(-1)).to(torch.float64)
+    xy = kl - 2.0 / n * (a.rows @ b.rows) + a.total * b.total / n**2
+    return min(max(float(xy / torch.sqrt(a.self_term * b.self_term)), 0.0), 1.0)
+
+
+def check_rbf_options(options: dict) -> None:
+    sigma = options.get("sigma")
+    sigmas = sigma if isinstance(sigma, (tuple, list)) else [sigma]
+    if isinstance(sigma, (tuple, list)) and len(sigma) != 2:
+        raise InputError(f"sigma must be a number, a pair (sigma_x, sigma_y) or None, got {sigma}")
+    for s in sigmas:
+        if s is not None and not float(s) > 0:
+            raise InputError(f"sigma must be > 0 (a kernel bandwidth) or None, got {s}")
+    if not float(options.get("sigma_frac", 1.0)) > 0:
+        raise InputError(f"sigma_frac must be > 0, got {options.get('sigma_frac')}")
