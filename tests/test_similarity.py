@@ -518,3 +518,46 @@ def test_other_bad_arguments():
         sim.linear_cka(x, y, dtype=torch.int64)
     with pytest.raises(ValueError):  # InputError is a ValueError
         sim.cca(x, y[:10])
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("sample", [40, 4000])
+def test_rbf_median_by_selection_is_the_exact_median_of_distinct_pairs(monkeypatch, seed, sample):
+    """The bandwidth's median is selected from a sampled bracket (or, when the sample misses,
+    from every pair): either way it is the exact median of the n(n-1)/2 distinct distances."""
+    from repsim.similarity import cka
+
+    monkeypatch.setattr(cka, "_SMALL_MEDIAN", 10)
+    monkeypatch.setattr(cka, "_SAMPLE", sample)
+    monkeypatch.setattr(cka, "_BLOCK_ELEMENTS", 1000)  # several blocks of rows
+    rng = np.random.default_rng(seed)
+    n = 150 + seed  # even and odd pair counts
+    x = rng.standard_normal((n, 3))
+    x[: 20 * seed] = x[0]  # ties: repeated datapoints give repeated (and zero) distances
+    d2 = cka.upper_sq_distances(torch.from_numpy(x - x.mean(0)))
+    iu = np.triu_indices(n, 1)
+    expected = np.median(((x[:, None] - x[None]) ** 2).sum(-1)[iu])
+    assert float(cka.pair_median(d2)) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_rbf_cka_matches_kornblith_gram_formula_with_the_same_bandwidths():
+    """Against explicit centring matrices, with each side's bandwidth given as a pair."""
+    x, y = pair(120, 6, 4, seed=31)
+    sx, sy = 1.3, 0.7
+
+    def centred_kernel(a, s):
+        d2 = ((a[:, None] - a[None]) ** 2).sum(-1)
+        h = np.eye(len(a)) - 1.0 / len(a)
+        return h @ np.exp(-d2 / (2 * s * s)) @ h
+
+    k, m = centred_kernel(x, sx), centred_kernel(y, sy)
+    expected = (k * m).sum() / np.sqrt((k * k).sum() * (m * m).sum())
+    assert sim.rbf_cka(x, y, sigma=(sx, sy)) == pytest.approx(expected, abs=1e-12)
+    from repsim.similarity import cka
+
+    with pytest.MonkeyPatch.context() as mp:  # the blocked passes, many blocks
+        mp.setattr(cka, "_BLOCK_ELEMENTS", 500)
+        assert sim.rbf_cka(x, y, sigma=(sx, sy)) == pytest.approx(expected, abs=1e-12)
+        assert sim.rbf_cka(x, y) == pytest.approx(sim.rbf_cka(x, y, sigma=None), abs=1e-14)
+    with pytest.raises(InputError, match="pair"):
+        sim.rbf_cka(x, y, sigma=(1.0, 2.0, 3.0))

@@ -137,20 +137,40 @@ _SAMPLE = 200_000
 
 
 def _blocks(n: int):
+    """Row blocks ``[r0, r1)`` of an upper-triangular pass: each touches ``[r0:r1, r0:]``."""
     step = max(1, _BLOCK_ELEMENTS // n)
     for r0 in range(0, n, step):
         yield r0, min(n, r0 + step)
 
 
-def sq_distances(tc: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances between the rows of centred ``tc`` ``(n, n)``: exactly
-    symmetric, zero diagonal. Written over the Gram matrix in place, a block of rows at a time."""
-    d2 = row_gram(tc)
+def _zero_below_diagonal(blk: torch.Tensor, r0: int, r1: int, and_on: bool = False) -> None:
+    """Zero the entries of ``blk`` = rows ``[r0, r1)``, columns ``[r0, n)`` below the diagonal
+    (``and_on``: and on it)."""
+    square = blk[:, : r1 - r0]
+    keep = torch.ones_like(square, dtype=torch.bool).triu(1 if and_on else 0)
+    square.masked_fill_(~keep, 0.0)
+
+
+def upper_sq_distances(tc: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances between the rows of centred ``tc`` ``(n, n)``, in the upper
+    triangle only (``j > i``; the diagonal and below read 0 within each block's reach).
+
+    One symmetric rank-k product (BLAS ``syrk`` on the CPU: half the flops of ``tc @ tc.T`` and
+    no mirrored copy), then ``|a|^2 + |b|^2 - 2 a.b`` in place, a block of rows at a time."""
+    n = tc.shape[0]
+    if tc.device.type == "cpu" and tc.dtype in (torch.float32, torch.float64):
+        from scipy.linalg import blas
+
+        syrk = blas.dsyrk if tc.dtype == torch.float64 else blas.ssyrk
+        # a.T is Fortran-ordered: C = a a^T without a copy; lower in Fortran = upper in C
+        d2 = torch.from_numpy(syrk(1.0, tc.numpy().T, trans=1, lower=1).T)
+    else:
+        d2 = tc @ tc.mT
     sq = d2.diagonal().clone()
-    for r0, r1 in _blocks(d2.shape[0]):
-        blk = d2[r0:r1]
-        blk.mul_(-2.0).add_(sq[r0:r1, None]).add_(sq[None, :]).clamp_(min=0.0)
-    d2.fill_diagonal_(0.0)
+    for r0, r1 in _blocks(n):
+        blk = d2[r0:r1, r0:]
+        blk.mul_(-2.0).add_(sq[r0:r1, None]).add_(sq[None, r0:]).clamp_(min=0.0)
+        _zero_below_diagonal(blk, r0, r1, and_on=True)
     return d2
 
 
@@ -160,54 +180,58 @@ def _select(v: torch.Tensor, ranks: tuple[int, int]) -> torch.Tensor:
     return lo if ranks[1] == ranks[0] else (lo + torch.kthvalue(v, ranks[1]).values) / 2
 
 
+def _all_pairs(d2: torch.Tensor) -> torch.Tensor:
+    n = d2.shape[0]
+    iu = torch.triu_indices(n, n, offset=1, device=d2.device)
+    return d2[iu[0], iu[1]]
+
+
 def pair_median(d2: torch.Tensor) -> torch.Tensor:
-    """Exact median of the ``m = n(n-1)/2`` distinct-pair values of a symmetric ``(n, n)``
-    matrix with zero diagonal (the mean of the two middle values when ``m`` is even).
+    """Exact median of the ``m = n(n-1)/2`` values above the diagonal of ``d2`` ``(n, n)`` (the
+    mean of the two middle values when ``m`` is even), as :func:`upper_sq_distances` leaves it.
 
     Selection, not sorting: a random sample of pairs brackets the median in ``[lo, hi]``, one
     blocked pass counts the values below ``lo`` and gathers those inside, and the median is
-    selected among the few inside (each distinct pair appears twice in the full matrix, so
-    counts are halved). The answer does not depend on the sample; a sample that misses (odds
-    about 1e-8) falls back to selecting among all pairs."""
+    selected among the few inside. The answer does not depend on the sample; a sample that
+    misses (odds about 1e-8) falls back to selecting among all pairs."""
     n = d2.shape[0]
     m = n * (n - 1) // 2
     ranks = ((m + 1) // 2, m // 2 + 1)
     if m <= _SMALL_MEDIAN:
-        iu = torch.triu_indices(n, n, offset=1, device=d2.device)
-        return _select(d2[iu[0], iu[1]], ranks)
+        return _select(_all_pairs(d2), ranks)
     g = torch.Generator(device="cpu").manual_seed(0)
-    i = torch.randint(0, n, (_SAMPLE,), generator=g).to(d2.device)
-    j = torch.randint(0, n - 1, (_SAMPLE,), generator=g).to(d2.device)
-    j += j >= i  # uniform over the off-diagonal entries
+    i = torch.randint(0, n, (_SAMPLE,), generator=g)
+    j = torch.randint(0, n - 1, (_SAMPLE,), generator=g)
+    j += j >= i
+    i, j = torch.minimum(i, j).to(d2.device), torch.maximum(i, j).to(d2.device)
     sample = d2[i, j]
     margin = 3.0 * math.sqrt(_SAMPLE)  # six standard deviations of the sample rank
-    lo_rank = max(1, int(_SAMPLE * ranks[0] / m - margin))
-    hi_rank = min(_SAMPLE, int(_SAMPLE * ranks[1] / m + margin) + 1)
-    lo = torch.kthvalue(sample, lo_rank).values
-    hi = torch.kthvalue(sample, hi_rank).values
+    lo = torch.kthvalue(sample, max(1, int(_SAMPLE * ranks[0] / m - margin))).values
+    hi = torch.kthvalue(sample, min(_SAMPLE, int(_SAMPLE * ranks[1] / m + margin) + 1)).values
     if float(lo) > 0.0:
-        below, inside = -n, []  # the n zeros of the diagonal are below lo
+        below, inside = 0, []
         for r0, r1 in _blocks(n):
-            blk = d2[r0:r1]
-            below += int((blk < lo).sum())
+            blk = d2[r0:r1, r0:]
+            b = r1 - r0
+            below += int((blk < lo).sum()) - b * (b + 1) // 2  # less the zeroed diagonal wedge
             inside.append(blk[(blk >= lo) & (blk <= hi)])
-        below //= 2
         vals = torch.cat(inside)
         r = (ranks[0] - below, ranks[1] - below)
-        if r[0] >= 1 and 2 * r[1] <= vals.numel():
-            return _select(vals, (2 * r[0] - 1, 2 * r[1] - 1))
-    iu = torch.triu_indices(n, n, offset=1, device=d2.device)
-    return _select(d2[iu[0], iu[1]], ranks)
+        if r[0] >= 1 and r[1] <= vals.numel():
+            return _select(vals, r)
+    return _select(_all_pairs(d2), ranks)
 
 
 @dataclass
 class RBFLayer:
-    """A layer's Gaussian kernel matrix ``K`` ``(n, n)`` (uncentred, less a constant), its row
-    sums and total,
-    and ``<HKH, HKH>``: the pair term ``<HKH, HLH> = sum K*L - 2/n s_K.s_L + S_K S_L / n^2``
-    then needs one pass over ``K`` and ``L`` and never forms a centred matrix."""
+    """A layer's Gaussian kernel less a constant, ``K' = K - c``, stored as its upper triangle
+    with the diagonal (``(n, n)``, blocks reach ``[r0:r1, r0:]`` only), its row sums ``s``,
+    their total ``S`` and ``<HK'H, HK'H>``. Centring ignores the constant, and the pair term
+    ``<HKH, HLH> = sum K'*L' - 2/n s_K.s_L + S_K S_L / n^2`` needs one pass over the two
+    triangles and never forms a centred matrix."""
 
-    k: torch.Tensor
+    upper: torch.Tensor
+    diag: float
     rows: torch.Tensor
     total: torch.Tensor
     self_term: torch.Tensor
@@ -234,32 +258,46 @@ def prepare_rbf(t: torch.Tensor, name: str, ctx) -> RBFLayer | GramLayer:
     sigma = ctx.options.get("sigma")
     if isinstance(sigma, (tuple, list)):
         sigma = sigma[ctx.side]
-    d2 = sq_distances(tc)
-    mean_d2 = 2.0 * float(torch.linalg.vector_norm(tc)) ** 2 / (n - 1)  # of the off-diagonal entries
+    d2 = upper_sq_distances(tc)
+    mean_d2 = 2.0 * float(torch.linalg.vector_norm(tc)) ** 2 / (n - 1)  # off-diagonal mean
     del tc
     gamma = 1.0 / bandwidth2(d2, name, sigma, ctx.options.get("sigma_frac", 1.0))
-    # Centring ignores a constant added to K, so K - c is used with c = the kernel at the mean
-    # distance: expm1 keeps both terms exact when sigma is large (K near 1 everywhere), and the
-    # shifted entries are small, so the centring sums below do not cancel.
+    # c = the kernel at the mean distance, less 1: expm1 keeps K - 1 - c exact when sigma is
+    # large (K near 1 everywhere), and the shifted entries are small, so the centring sums below
+    # do not cancel.
     c = math.expm1(-gamma * mean_d2)
-    if ctx.options.get("debiased", False):
-        k = u_centre(d2.mul_(-gamma).expm1_().sub_(c))
-        return GramLayer(k, k.square().sum())
-    rows = torch.empty(n, dtype=torch.float64, device=d2.device)
+    rows = torch.zeros(n, dtype=torch.float64, device=d2.device)
     kk = torch.zeros((), dtype=torch.float64, device=d2.device)
-    for r0, r1 in _blocks(n):  # the kernel, its row sums and sum K*K, one block in cache
-        blk = d2[r0:r1].mul_(-gamma).expm1_().sub_(c)
-        rows[r0:r1] = blk.sum(dim=1, dtype=torch.float64)
+    for r0, r1 in _blocks(n):  # the kernel, its row sums and sum K'*K', one block in cache
+        blk = d2[r0:r1, r0:].mul_(-gamma).expm1_().sub_(c)
+        _zero_below_diagonal(blk, r0, r1)
+        rows[r0:r1] += blk.sum(dim=1, dtype=torch.float64)
+        rows[r0:] += blk.sum(dim=0, dtype=torch.float64)
         kk += torch.vdot(blk.reshape(-1), blk.reshape(-1))
+    rows += c  # the diagonal (K'_ii = -c) was counted twice
+    kk = 2.0 * kk - n * c * c
+    if ctx.options.get("debiased", False):
+        k = u_centre(_symmetric(d2))
+        return GramLayer(k, k.square().sum())
     total = rows.sum()
-    return RBFLayer(d2, rows, total, kk - 2.0 / n * (rows @ rows) + (total / n) ** 2)
+    return RBFLayer(d2, -c, rows, total, kk - 2.0 / n * (rows @ rows) + (total / n) ** 2)
+
+
+def _symmetric(upper: torch.Tensor) -> torch.Tensor:
+    """The full symmetric matrix from an upper triangle with diagonal (in place)."""
+    low = torch.ones_like(upper, dtype=torch.bool).tril(-1)
+    upper[low] = upper.mT[low]
+    return upper
 
 
 def pair_rbf(a, b, options: dict) -> float:
     if isinstance(a, GramLayer):
         return pair_gram(a, b, options)
-    n = a.k.shape[0]
-    kl = torch.vdot(a.k.reshape(-1), b.k.reshape(-1)).to(torch.float64)
+    n = a.upper.shape[0]
+    kl = torch.zeros((), dtype=torch.float64, device=a.upper.device)
+    for r0, r1 in _blocks(n):
+        kl += torch.vdot(a.upper[r0:r1, r0:].reshape(-1), b.upper[r0:r1, r0:].reshape(-1))
+    kl = 2.0 * kl - n * a.diag * b.diag
     xy = kl - 2.0 / n * (a.rows @ b.rows) + a.total * b.total / n**2
     return min(max(float(xy / torch.sqrt(a.self_term * b.self_term)), 0.0), 1.0)
 
