@@ -1,6 +1,8 @@
 """Speed of repsim's similarity measures next to the peers that install from PyPI.
 
 Usage: ``python analysis/bench_similarity.py [--threads 2] [--repeats 5] [--quick]``
+and, against the reference code itself, ``python analysis/bench_similarity.py --anchors DIR
+--threads 1`` (see :func:`anchors_table`).
 
 For each (n, d) in {(2000, 64), (5000, 256), (10000, 512)} and each input dtype (float32,
 float64) it times repsim and every peer where the measure applies, on the same inputs (x random,
@@ -35,6 +37,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -69,6 +72,219 @@ def numpy_feature_cka(x: np.ndarray, y: np.ndarray) -> float:
     x = x.astype(np.float64) - x.mean(0)
     y = y.astype(np.float64) - y.mean(0)
     return float(np.linalg.norm(x.T @ y) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The reference code itself (google/svcca, Kornblith et al.), loaded from --anchors DIR
+# ---------------------------------------------------------------------------------------------
+
+ANCHOR_FILES = {
+    "cca_core.py": "google/svcca cca_core.py (github.com/google/svcca)",
+    "pwcca.py": "google/svcca pwcca.py",
+    "kornblith_cka.py": "Kornblith et al.'s gram_rbf, center_gram, cka, feature_space_linear_cka "
+    "(google-research representation_similarity/Demo.ipynb), saved as a module",
+}
+
+
+def load_anchors(folder: str):
+    """The reference modules from ``folder`` (kept outside the repository: nothing of their code
+    is committed here). Returns ``(cca_core, pwcca, kornblith)``."""
+    import sys
+
+    missing = [f for f in ANCHOR_FILES if not os.path.exists(os.path.join(folder, f))]
+    if missing:
+        raise SystemExit(
+            f"--anchors {folder}: missing {', '.join(missing)}; put there: "
+            + "; ".join(f"{f} = {what}" for f, what in ANCHOR_FILES.items())
+        )
+    sys.path.insert(0, folder)  # pwcca.py does `import cca_core`
+    import cca_core
+    import kornblith_cka
+    import pwcca
+
+    return cca_core, pwcca, kornblith_cka
+
+
+def google_svcca(cca_core, x: np.ndarray, y: np.ndarray, keep: float = 0.99) -> float:
+    """google/svcca's tutorial recipe: centre, SVD of (neurons, datapoints), keep the top
+    directions (here: 99 % of the variance, as repsim's ``svcca``), CCA of the projections, mean
+    of all coefficients."""
+
+    def reduce(a):
+        a = a.T - a.T.mean(axis=1, keepdims=True)
+        _, s, v = np.linalg.svd(a, full_matrices=False)
+        frac = np.cumsum(s**2) / np.sum(s**2)
+        k = int(np.searchsorted(frac, keep - 1e-12)) + 1
+        return s[:k, None] * v[:k]
+
+    res = cca_core.get_cca_similarity(reduce(x), reduce(y), epsilon=0.0, verbose=False)
+    return float(np.mean(res["cca_coef1"]))
+
+
+def kornblith_median_sigma(x: np.ndarray) -> float:
+    """The bandwidth Kornblith's ``gram_rbf(x, 1.0)`` uses: sqrt of the median of all n^2
+    squared distances (diagonal zeros included)."""
+    x = x.astype(np.float64)
+    g = x @ x.T
+    sq = np.diag(g)
+    return float(np.sqrt(np.median(-2 * g + sq[:, None] + sq[None, :])))
+
+
+def cpu_time(fn: Callable[[], float], repeats: int, budget_s: float = 30.0):
+    """(median CPU seconds of this process, value): robust to other processes on the machine;
+    with 1 thread it equals wall time on an idle one."""
+    t0 = time.process_time()
+    value = fn()
+    first = time.process_time() - t0
+    if first * repeats > budget_s:
+        return first, value
+    times = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return statistics.median(times), value
+
+
+def anchors_table(folder: str, repeats: int, sizes, out_json: str | None = None) -> list[dict]:
+    """repsim against the reference code, float64 and float32 input, 1 thread: the time ratio
+    (reference / repsim, > 1: repsim faster), each time against its product floor, and the
+    values cross-checked.
+
+    Floors count only the products at this size's measured rates: a general ``X^T Y`` (2 n dx
+    dy flops) and symmetric ``X^T X`` products at half cost (n d^2), i.e. 4 n d^2 for the linear
+    CKAs and the CCA family (whose cubic-in-d factorisations are not counted) and 2 n^2 d for
+    RBF CKA (two n x n Gram matrices; exponentials, median and sums not counted)."""
+    cca_core, pw, kb = load_anchors(folder)
+    rows = []
+    print("\n### repsim vs the reference code (1 thread, CPU time, median of repeats)\n")
+    print(
+        "| measure | reference | n x d | input | reference ms | repsim ms | ratio | "
+        "repsim / floor | value check |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n, d in sizes:
+        x64, y64 = (t.numpy() for t in make_inputs(n, d))
+        a, b = torch.from_numpy(x64), torch.from_numpy(y64)
+        t_gemm, _ = cpu_time(partial(_product, a.mT, b), 3)
+        t_syrk, _ = cpu_time(partial(_product, x64.T, x64), 3)
+        floor_lin = 2 * t_syrk + t_gemm
+        floor_rbf = 2 * t_syrk * (n / d)  # n^2 d flops per side, at the syrk rate
+        sigmas = kornblith_median_sigma(x64), kornblith_median_sigma(y64)
+        for dtype in (np.float64, np.float32):
+            x, y = x64.astype(dtype), y64.astype(dtype)
+            # a reference that computes in float32 agrees only to float32 precision
+            tol = 1e-6 if dtype == np.float64 else 1e-4
+            cases = [
+                (
+                    "mean CCA (0.98)",
+                    "google get_cca_similarity",
+                    partial(_google_cca, cca_core),
+                    _cca98,
+                    tol,
+                ),
+                ("SVCCA (99 %)", "google recipe", partial(google_svcca, cca_core), sim.svcca, tol),
+                ("PWCCA", "google compute_pwcca", partial(_google_pwcca, pw), sim.pwcca, None),
+                (
+                    "linear CKA",
+                    "Kornblith feature_space_linear_cka",
+                    kb.feature_space_linear_cka,
+                    sim.linear_cka,
+                    tol,
+                ),
+                (
+                    "debiased linear CKA",
+                    "Kornblith feature_space_linear_cka(debiased)",
+                    partial(kb.feature_space_linear_cka, debiased=True),
+                    partial(sim.linear_cka, debiased=True),
+                    tol,
+                ),
+                (
+                    "RBF CKA",
+                    "Kornblith cka(gram_rbf, gram_rbf)",
+                    partial(_kornblith_rbf, kb),
+                    sim.rbf_cka,
+                    tol,
+                ),
+            ]
+            for measure, ref_name, ref_fn, ours_fn, tol_m in cases:
+                r = 1 if measure == "RBF CKA" and n >= 5000 else repeats
+                t_ref, v_ref = cpu_time(partial(ref_fn, x, y), r)
+                t_us, v_us = cpu_time(partial(ours_fn, x, y), r)
+                floor = floor_rbf if measure == "RBF CKA" else floor_lin
+                if measure == "RBF CKA":  # check with the reference's own bandwidths
+                    v_us = sim.rbf_cka(x, y, sigma=sigmas)
+                check = _check(v_ref, v_us, tol_m)
+                rows.append(_row(measure, ref_name, n, d, dtype, t_ref, t_us, floor, check))
+    if out_json:
+        import json
+
+        with open(out_json, "w") as fh:
+            json.dump(
+                {
+                    "config": {
+                        "repeats": repeats,
+                        "sizes": sizes,
+                        "threads": torch.get_num_threads(),
+                        "torch": torch.__version__,
+                        "numpy": np.__version__,
+                    },
+                    "rows": rows,
+                },
+                fh,
+                indent=1,
+            )
+    return rows
+
+
+def _product(a, b) -> float:
+    return float((a @ b)[0, 0])
+
+
+def _google_cca(cca_core, x, y) -> float:
+    return float(cca_core.get_cca_similarity(x.T, y.T, verbose=False)["mean"][0])
+
+
+def _cca98(x, y) -> float:
+    return sim.cca(x, y, threshold=0.98)
+
+
+def _google_pwcca(pw, x, y) -> float:
+    return float(pw.compute_pwcca(x.T, y.T, epsilon=0.0)[0])
+
+
+def _kornblith_rbf(kb, x, y) -> float:
+    return float(kb.cka(kb.gram_rbf(x, 1.0), kb.gram_rbf(y, 1.0)))
+
+
+def _check(v_ref: float, v_us: float, tol: float | None) -> str:
+    diff = abs(v_ref - v_us)
+    if tol is None:
+        return f"differs by {diff:.3g} (the reference's weights are not the canonical variates')"
+    return f"ok ({diff:.1e})" if diff <= tol else f"MISMATCH ({diff:.1e})"
+
+
+def _row(measure, ref_name, n, d, dtype, t_ref, t_us, floor, check) -> dict:
+    row = {
+        "measure": measure,
+        "reference": ref_name,
+        "n": n,
+        "d": d,
+        "input": np.dtype(dtype).name,
+        "reference_s": t_ref,
+        "repsim_s": t_us,
+        "ratio": t_ref / t_us,
+        "floor_s": floor,
+        "repsim_over_floor": t_us / floor,
+        "check": check,
+    }
+    print(
+        f"| {measure} | {ref_name} | {n} x {d} | {row['input']} | {t_ref * 1e3:.1f} | "
+        f"{t_us * 1e3:.1f} | **{row['ratio']:.2f}** | {row['repsim_over_floor']:.2f} | "
+        f"{check} |",
+        flush=True,
+    )
+    return row
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,6 +411,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-peer-s", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="only the smallest size")
+    parser.add_argument(
+        "--anchors",
+        metavar="DIR",
+        help="folder with the reference code (cca_core.py, pwcca.py, kornblith_cka.py): time "
+        "repsim against it instead of the PyPI peers",
+    )
+    parser.add_argument("--json", metavar="PATH", help="with --anchors: also write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:  # the numpy-based peers use numpy's BLAS: give it the same thread count
@@ -204,6 +427,9 @@ def main() -> None:
     except ImportError:
         pass
     sizes = SIZES[:1] if args.quick else SIZES
+    if args.anchors:
+        anchors_table(args.anchors, args.repeats, sizes, args.json)
+        return
 
     rate64 = matmul_rate(torch.float64)
     rate32 = matmul_rate(torch.float32)

@@ -49,7 +49,10 @@ def collect(runs_dir: Path, out: Path, resumable: bool = False) -> list[Run]:
         _, record = read_checkpoint(latest)
         tr = record["train"]
         algo, seed = tr["algorithm"], tr["seed"]
-        name = f"{algo}_{tr['dataset']}_{tr['ways']}w{tr['shots']}s_seed{seed}"
+        label = algo
+        if algo == "nil" and float(tr.get("nil_train_scale", 1.0)) != 1.0:
+            label = f"nil{float(tr['nil_train_scale']):g}"  # the temperature ablation
+        name = f"{label}_{tr['dataset']}_{tr['ways']}w{tr['shots']}s_seed{seed}"
         final = f"{name}.safetensors"
         shutil.copyfile(latest, out / final)
         metrics = f"metrics/{name}.jsonl"

@@ -534,10 +534,11 @@ def test_rbf_median_by_selection_is_the_exact_median_of_distinct_pairs(monkeypat
     n = 150 + seed  # even and odd pair counts
     x = rng.standard_normal((n, 3))
     x[: 20 * seed] = x[0]  # ties: repeated datapoints give repeated (and zero) distances
-    d2 = cka.upper_sq_distances(torch.from_numpy(x - x.mean(0)))
+    d2, median = cka.upper_sq_distances(torch.from_numpy(x - x.mean(0)), median=True)
     iu = np.triu_indices(n, 1)
-    expected = np.median(((x[:, None] - x[None]) ** 2).sum(-1)[iu])
-    assert float(cka.pair_median(d2)) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    full = ((x[:, None] - x[None]) ** 2).sum(-1)
+    assert float(median) == pytest.approx(np.median(full[iu]), rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(np.triu(d2.numpy(), 1), np.triu(full, 1), atol=1e-12)
 
 
 def test_rbf_cka_matches_kornblith_gram_formula_with_the_same_bandwidths():

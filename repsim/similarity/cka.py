@@ -129,11 +129,11 @@ def u_centre(k: torch.Tensor) -> torch.Tensor:
 # RBF CKA
 # --------------------------------------------------------------------------------------------
 
-# Rows per block of the passes over (n, n) matrices: 64 rows of 10,000 float64 = 5 MB.
-_BLOCK_ELEMENTS = 1 << 19
+# Rows per block of the passes over (n, n) matrices: 26 rows of 10,000 float64 = 2 MB.
+_BLOCK_ELEMENTS = 1 << 18
 # Below this many distinct pairs the median is a plain selection over all of them.
-_SMALL_MEDIAN = 1 << 21
-_SAMPLE = 200_000
+_SMALL_MEDIAN = 1 << 15
+_SAMPLE = 50_000
 
 
 def _blocks(n: int):
@@ -151,12 +151,19 @@ def _zero_below_diagonal(blk: torch.Tensor, r0: int, r1: int, and_on: bool = Fal
     square.masked_fill_(~keep, 0.0)
 
 
-def upper_sq_distances(tc: torch.Tensor) -> torch.Tensor:
+def upper_sq_distances(tc: torch.Tensor, median: bool = False):
     """Squared Euclidean distances between the rows of centred ``tc`` ``(n, n)``, in the upper
-    triangle only (``j > i``; the diagonal and below read 0 within each block's reach).
+    triangle only (``j > i``; the diagonal and below read 0 within each block's reach), and,
+    with ``median=True``, the exact median of those ``m = n(n-1)/2`` distances (else None).
 
     One symmetric rank-k product (BLAS ``syrk`` on the CPU: half the flops of ``tc @ tc.T`` and
-    no mirrored copy), then ``|a|^2 + |b|^2 - 2 a.b`` in place, a block of rows at a time."""
+    no mirrored copy), then ``|a|^2 + |b|^2 - 2 a.b`` in place, a block of rows at a time.
+
+    The median is selected, not sorted: a random sample of pairs brackets it in ``[lo, hi]``;
+    the same blocked pass counts the distances below ``lo`` and gathers those inside, and the
+    median is selected among the few inside (the mean of the two middle values when ``m`` is
+    even). The answer does not depend on the sample; a sample that misses (odds about 1e-8)
+    falls back to selecting among all pairs."""
     n = tc.shape[0]
     if tc.device.type == "cpu" and tc.dtype in (torch.float32, torch.float64):
         from scipy.linalg import blas
@@ -167,59 +174,53 @@ def upper_sq_distances(tc: torch.Tensor) -> torch.Tensor:
     else:
         d2 = tc @ tc.mT
     sq = d2.diagonal().clone()
+    m = n * (n - 1) // 2
+    ranks = ((m + 1) // 2, m // 2 + 1)
+    bracket = _bracket(d2, sq, ranks) if median and m > _SMALL_MEDIAN else None
+    below, inside = 0, []
     for r0, r1 in _blocks(n):
         blk = d2[r0:r1, r0:]
         blk.mul_(-2.0).add_(sq[r0:r1, None]).add_(sq[None, r0:]).clamp_(min=0.0)
         _zero_below_diagonal(blk, r0, r1, and_on=True)
-    return d2
+        if bracket is not None:
+            lo, hi = bracket
+            b = r1 - r0
+            below += int(torch.count_nonzero(blk < lo)) - b * (b + 1) // 2  # less the wedge
+            inside.append(blk[(blk >= lo) & (blk <= hi)])
+    if not median:
+        return d2, None
+    if bracket is not None:
+        vals = torch.cat(inside)
+        r = (ranks[0] - below, ranks[1] - below)
+        if r[0] >= 1 and r[1] <= vals.numel():
+            return d2, _select(vals, r)
+    iu = torch.triu_indices(n, n, offset=1, device=d2.device)
+    return d2, _select(d2[iu[0], iu[1]], ranks)
+
+
+def _bracket(g: torch.Tensor, sq: torch.Tensor, ranks: tuple[int, int]):
+    """``(lo, hi)`` around the distances of the given ranks, from a seeded sample of pairs
+    read off the Gram matrix ``g``; None when ``lo`` is not above 0 (the counting pass relies
+    on the zeros it leaves below the diagonal being below ``lo``)."""
+    n = g.shape[0]
+    m = n * (n - 1) // 2
+    size = min(_SAMPLE, m // 4)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    i = torch.randint(0, n, (size,), generator=gen)
+    j = torch.randint(0, n - 1, (size,), generator=gen)
+    j += j >= i
+    i, j = torch.minimum(i, j).to(g.device), torch.maximum(i, j).to(g.device)
+    sample = (sq[i] + sq[j] - 2.0 * g[i, j]).clamp_(min=0.0)
+    margin = 3.0 * math.sqrt(size)  # six standard deviations of the sample rank
+    lo = torch.kthvalue(sample, max(1, int(size * ranks[0] / m - margin))).values
+    hi = torch.kthvalue(sample, min(size, int(size * ranks[1] / m + margin) + 1)).values
+    return (lo, hi) if float(lo) > 0.0 else None
 
 
 def _select(v: torch.Tensor, ranks: tuple[int, int]) -> torch.Tensor:
     """Mean of the values at two 1-based ranks of ``v`` (the median: the two middle ranks)."""
     lo = torch.kthvalue(v, ranks[0]).values
     return lo if ranks[1] == ranks[0] else (lo + torch.kthvalue(v, ranks[1]).values) / 2
-
-
-def _all_pairs(d2: torch.Tensor) -> torch.Tensor:
-    n = d2.shape[0]
-    iu = torch.triu_indices(n, n, offset=1, device=d2.device)
-    return d2[iu[0], iu[1]]
-
-
-def pair_median(d2: torch.Tensor) -> torch.Tensor:
-    """Exact median of the ``m = n(n-1)/2`` values above the diagonal of ``d2`` ``(n, n)`` (the
-    mean of the two middle values when ``m`` is even), as :func:`upper_sq_distances` leaves it.
-
-    Selection, not sorting: a random sample of pairs brackets the median in ``[lo, hi]``, one
-    blocked pass counts the values below ``lo`` and gathers those inside, and the median is
-    selected among the few inside. The answer does not depend on the sample; a sample that
-    misses (odds about 1e-8) falls back to selecting among all pairs."""
-    n = d2.shape[0]
-    m = n * (n - 1) // 2
-    ranks = ((m + 1) // 2, m // 2 + 1)
-    if m <= _SMALL_MEDIAN:
-        return _select(_all_pairs(d2), ranks)
-    g = torch.Generator(device="cpu").manual_seed(0)
-    i = torch.randint(0, n, (_SAMPLE,), generator=g)
-    j = torch.randint(0, n - 1, (_SAMPLE,), generator=g)
-    j += j >= i
-    i, j = torch.minimum(i, j).to(d2.device), torch.maximum(i, j).to(d2.device)
-    sample = d2[i, j]
-    margin = 3.0 * math.sqrt(_SAMPLE)  # six standard deviations of the sample rank
-    lo = torch.kthvalue(sample, max(1, int(_SAMPLE * ranks[0] / m - margin))).values
-    hi = torch.kthvalue(sample, min(_SAMPLE, int(_SAMPLE * ranks[1] / m + margin) + 1)).values
-    if float(lo) > 0.0:
-        below, inside = 0, []
-        for r0, r1 in _blocks(n):
-            blk = d2[r0:r1, r0:]
-            b = r1 - r0
-            below += int((blk < lo).sum()) - b * (b + 1) // 2  # less the zeroed diagonal wedge
-            inside.append(blk[(blk >= lo) & (blk <= hi)])
-        vals = torch.cat(inside)
-        r = (ranks[0] - below, ranks[1] - below)
-        if r[0] >= 1 and r[1] <= vals.numel():
-            return _select(vals, r)
-    return _select(_all_pairs(d2), ranks)
 
 
 @dataclass
@@ -237,11 +238,11 @@ class RBFLayer:
     self_term: torch.Tensor
 
 
-def bandwidth2(d2: torch.Tensor, name: str, sigma: float | None, sigma_frac: float):
+def bandwidth2(med: torch.Tensor | None, name: str, sigma: float | None, sigma_frac: float):
     """``2 sigma^2`` for one side: given, or ``sigma_frac^2 * median`` of its distances."""
     if sigma is not None:
         return 2.0 * float(sigma) ** 2
-    med = float(pair_median(d2))
+    med = float(med)
     if med <= 0:
         raise InputError(
             f"{name}: the median pairwise distance is 0 (most datapoints are identical), so "
@@ -258,10 +259,10 @@ def prepare_rbf(t: torch.Tensor, name: str, ctx) -> RBFLayer | GramLayer:
     sigma = ctx.options.get("sigma")
     if isinstance(sigma, (tuple, list)):
         sigma = sigma[ctx.side]
-    d2 = upper_sq_distances(tc)
+    d2, med = upper_sq_distances(tc, median=sigma is None)
     mean_d2 = 2.0 * float(torch.linalg.vector_norm(tc)) ** 2 / (n - 1)  # off-diagonal mean
     del tc
-    gamma = 1.0 / bandwidth2(d2, name, sigma, ctx.options.get("sigma_frac", 1.0))
+    gamma = 1.0 / bandwidth2(med, name, sigma, ctx.options.get("sigma_frac", 1.0))
     # c = the kernel at the mean distance, less 1: expm1 keeps K - 1 - c exact when sigma is
     # large (K near 1 everywhere), and the shifted entries are small, so the centring sums below
     # do not cancel.
@@ -273,7 +274,7 @@ def prepare_rbf(t: torch.Tensor, name: str, ctx) -> RBFLayer | GramLayer:
         _zero_below_diagonal(blk, r0, r1)
         rows[r0:r1] += blk.sum(dim=1, dtype=torch.float64)
         rows[r0:] += blk.sum(dim=0, dtype=torch.float64)
-        kk += torch.vdot(blk.reshape(-1), blk.reshape(-1))
+        kk += torch.linalg.vector_norm(blk).square()
     rows += c  # the diagonal (K'_ii = -c) was counted twice
     kk = 2.0 * kk - n * c * c
     if ctx.options.get("debiased", False):
@@ -296,7 +297,7 @@ def pair_rbf(a, b, options: dict) -> float:
     n = a.upper.shape[0]
     kl = torch.zeros((), dtype=torch.float64, device=a.upper.device)
     for r0, r1 in _blocks(n):
-        kl += torch.vdot(a.upper[r0:r1, r0:].reshape(-1), b.upper[r0:r1, r0:].reshape(-1))
+        kl += (a.upper[r0:r1, r0:] * b.upper[r0:r1, r0:]).sum()
     kl = 2.0 * kl - n * a.diag * b.diag
     xy = kl - 2.0 / n * (a.rows @ b.rows) + a.total * b.total / n**2
     return min(max(float(xy / torch.sqrt(a.self_term * b.self_term)), 0.0), 1.0)
