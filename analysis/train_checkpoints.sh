@@ -29,16 +29,15 @@ lane_a() {
   run maml_cpu_seed0 --algorithm maml --seed 0 --checkpoint-at "$along"
   run maml_cpu_seed1 --algorithm maml --seed 1 --checkpoint-at "$((N / 4)),$((N / 2))"
   run anil_cpu_seed2 --algorithm anil --seed 2 --checkpoint-at "$((N / 4)),$((N / 2))"
+  run multiclass_cpu_seed0 --algorithm multiclass --seed 0
+  run nil_cpu_seed0 --algorithm nil --seed 0 --nil-train-scale 1
   run maml_cpu_5shot_seed0 --algorithm maml --shots 5 --seed 0
 }
 lane_b() {
   run anil_cpu_seed0 --algorithm anil --seed 0 --checkpoint-at "$along"
   run maml_cpu_seed2 --algorithm maml --seed 2 --checkpoint-at "$((N / 4)),$((N / 2))"
   run anil_cpu_seed1 --algorithm anil --seed 1 --checkpoint-at "$((N / 4)),$((N / 2))"
-  for regime in multiclass multitask; do
-    run "${regime}_cpu_seed0" --algorithm "$regime" --seed 0
-  done
-  run nil_cpu_seed0 --algorithm nil --seed 0 --nil-train-scale 1
+  run multitask_cpu_seed0 --algorithm multitask --seed 0
   run nil10_cpu_seed0 --algorithm nil --seed 0 --nil-train-scale 10
   run random_cpu_seed0 --algorithm random --seed 0 --iterations 0
 }
