@@ -7,6 +7,7 @@ Usage::
     python analysis/bench_engine.py            # the full tables (about 10 minutes on 2 cores)
     python analysis/bench_engine.py --quick    # fewer repeats, no MiniImageNet meta-batch 16
     python analysis/bench_engine.py --only parity   # float64 meta-gradient check vs higher
+    python analysis/bench_engine.py --only profile  # where a MAML step's time goes, by category
 
 Shapes (synthetic data of that shape; the cost does not depend on pixel values): Omniglot
 5-way 1-shot and 20-way 1-shot (28x28x1, 1 query per class, the paper's presets) and
@@ -45,6 +46,7 @@ SHAPES = {  # name: (dataset, ways, shots, queries, inner_lr)
     "miniimagenet-5w1s": ("miniimagenet", 5, 1, 15, 0.05),
 }
 TRAIN_STEPS, TEST_STEPS = 5, 10
+PROFILE_CASES = [("omniglot-5w1s", 32), ("omniglot-20w1s", 16)]  # the paper's meta-batches
 
 
 def _status_mib(field: str) -> float:
@@ -188,15 +190,21 @@ def worker(spec: dict) -> dict:
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         path = {"repsim": None, "repsim-loop": False, "repsim-vmap": True}.get(spec["engine"])
-        for _ in range(spec["repeats"] + 1):
-            t0 = time.process_time()
+
+        def step():
             optimizer.zero_grad(set_to_none=True)
             if spec["engine"] == "higher":
                 higher_meta_backward(model, cfg, names, batch)
             else:
                 repsim_meta_backward(model, cfg, names, batch, path)
             optimizer.step()
+
+        for _ in range(spec["repeats"] + 1):
+            t0 = time.process_time()
+            step()
             times.append(time.process_time() - t0)
+        if spec.get("profile"):  # one more step, under the profiler (after the timed ones)
+            profiled = profile_step(step)
     from repsim.train import use_vmap
 
     vmap = spec["engine"] == "repsim-vmap" or (spec["engine"] == "repsim" and use_vmap(cfg))
@@ -206,6 +214,8 @@ def worker(spec: dict) -> dict:
         "step_mib": _status_mib("VmHWM") - before,
         "path": "vmap" if vmap else "loop",
     }
+    if spec.get("profile") and kind != "test":
+        result["profile"] = profiled
     del model, batch
     return result
 
@@ -238,6 +248,55 @@ def parity(shape: str = "omniglot-5w1s", meta_batch: int = 2) -> list[tuple[str,
     return rows
 
 
+CATEGORIES = ("convolution", "batch norm", "element-wise", "copies", "other")
+ELEMENTWISE = {
+    *("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "neg", "reciprocal", "pow"),
+    *("sqrt", "sqrt_", "rsqrt", "exp", "log", "lerp_", "addcmul_", "addcdiv_", "maximum"),
+    *("relu", "relu_", "clamp_min", "threshold_backward", "where", "fill_", "zero_", "sign"),
+}
+COPIES = {"copy_", "clone", "contiguous", "_to_copy", "to", "cat", "stack"}
+ENGINE_NODE = "autograd::engine::evaluate_function: "
+
+
+def op_category(event) -> str:
+    """The category of a profiled event's own (self) time.
+
+    An op inside a convolution (its forward, backward or double backward, including the
+    element-wise ops and copies those run) is convolution; likewise batch norm, whose double
+    backward is a composition of element-wise ops and reductions. Any other op falls in by its
+    own name; reductions, matrix products, the loss, allocation and the autograd engine's own
+    bookkeeping are "other".
+    """
+    e = event
+    while e is not None:
+        name = e.name.removeprefix(ENGINE_NODE).removeprefix("aten::")
+        if "conv" in name.lower():
+            return "convolution"
+        if "batch_norm" in name or "BatchNorm" in name:
+            return "batch norm"
+        e = e.cpu_parent
+    op = event.name.removeprefix("aten::")
+    if op in COPIES:
+        return "copies"
+    if op in ELEMENTWISE or op.startswith("_foreach_"):
+        return "element-wise"
+    return "other"
+
+
+def profile_step(step) -> dict:
+    """Profile one call of ``step()`` with torch.profiler: the op time (sum of every event's
+    self CPU time, in seconds) and each category's share of it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    seconds = {c: 0.0 for c in CATEGORIES}
+    for event in prof.events():
+        seconds[op_category(event)] += event.self_cpu_time_total / 1e6
+    total = sum(seconds.values())
+    return {"op_seconds": total, "share": {c: s / total for c, s in seconds.items()}}
+
+
 def table(title: str, header: list[str], rows: list[list]) -> str:
     cells = [header] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
@@ -246,16 +305,21 @@ def table(title: str, header: list[str], rows: list[list]) -> str:
     return "\n".join(out + [line(r) for r in cells[1:]])
 
 
+def _with_conv(r: dict) -> str:
+    return f"{r['seconds']:.3f} ({100 * r['profile']['share']['convolution']:.0f} %)"
+
+
 def peer_table(quick: bool) -> str:
-    """repsim (loop and vmap paths) vs higher, MAML and first-order MAML."""
+    """repsim (loop and vmap paths) vs higher, MAML and first-order MAML; beside each time the
+    share of the step's op time spent in convolutions (one more step, profiled)."""
     rows = []
     cases = [("omniglot-5w1s", 4), ("omniglot-20w1s", 4)]
     if not quick:
-        cases += [("omniglot-20w1s", 16), ("miniimagenet-5w1s", 4)]
+        cases += [("omniglot-5w1s", 32), ("omniglot-20w1s", 16), ("miniimagenet-5w1s", 4)]
     for shape, mb in cases:
         for algorithm in ("maml", "fomaml"):
             res = {
-                e: measure("train", shape, algorithm, mb, e, 1 if quick else 2)
+                e: measure("train", shape, algorithm, mb, e, 1 if quick else 2, profile=True)
                 for e in ("higher", "repsim-loop", "repsim-vmap")
             }
             best = min(res["repsim-loop"]["seconds"], res["repsim-vmap"]["seconds"])
@@ -264,25 +328,54 @@ def peer_table(quick: bool) -> str:
                     shape,
                     mb,
                     algorithm,
-                    *(f"{r['seconds']:.3f}" for r in res.values()),
+                    *(_with_conv(r) for r in res.values()),
                     f"{res['higher']['seconds'] / best:.2f}x",
                     *(f"{r['step_mib']:.0f}" for r in res.values()),
                 ]
             )
     return table(
-        "repsim vs higher: CPU seconds per meta-training step (5 inner steps) and step RSS (MiB)",
+        "repsim vs higher: CPU seconds per meta-training step (5 inner steps), the share of "
+        "its op time in convolutions (forward, backward, double backward), and step RSS (MiB)",
         [
             "shape",
             "meta-batch",
             "algorithm",
-            "higher s",
-            "repsim loop s",
-            "repsim vmap s",
+            "higher s (conv)",
+            "repsim loop s (conv)",
+            "repsim vmap s (conv)",
             "higher / best repsim",
             "higher MiB",
             "loop MiB",
             "vmap MiB",
         ],
+        rows,
+    )
+
+
+def profile_table(quick: bool) -> str:
+    """Where a second-order MAML step's op time goes, by category, for higher and both of
+    repsim's paths (the trainer takes vmap on Omniglot)."""
+    cases = [("omniglot-5w1s", 8), ("omniglot-20w1s", 4)] if quick else PROFILE_CASES
+    rows = []
+    for shape, mb in cases:
+        engines = ("higher",) * _has_higher() + ("repsim-loop", "repsim-vmap")
+        for engine in engines:
+            r = measure("train", shape, "maml", mb, engine, 1, profile=True)
+            share = r["profile"]["share"]
+            rows.append(
+                [
+                    shape,
+                    mb,
+                    engine,
+                    f"{r['seconds']:.3f}",
+                    f"{r['profile']['op_seconds']:.3f}",
+                    *(f"{100 * share[c]:.1f}" for c in CATEGORIES),
+                ]
+            )
+    return table(
+        "Profile of a second-order MAML step (5 inner steps, Adam), torch.profiler: share of "
+        "the op time (sum of self CPU times) per category, %",
+        ["shape", "meta-batch", "engine", "s / step", "op s (profiled)", *CATEGORIES],
         rows,
     )
 
@@ -338,8 +431,17 @@ def engine_tables(quick: bool) -> str:
     )
 
 
+RESULTS: list[dict] = []  # every measurement of this run, for --json
+
+
 def measure(
-    kind: str, shape: str, algorithm: str, meta_batch: int, engine: str, repeats: int
+    kind: str,
+    shape: str,
+    algorithm: str,
+    meta_batch: int,
+    engine: str,
+    repeats: int,
+    profile: bool = False,
 ) -> dict:
     """One configuration; its result also goes to stderr at once (partial runs keep data)."""
     result = worker(
@@ -350,10 +452,20 @@ def measure(
             meta_batch=meta_batch,
             engine=engine,
             repeats=repeats,
+            profile=profile,
         )
     )
     print(json.dumps(result), file=sys.stderr, flush=True)
+    RESULTS.append(result)
     return result
+
+
+def _has_higher() -> bool:
+    try:
+        import higher  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def main() -> None:
@@ -364,7 +476,12 @@ def main() -> None:
         help="1 timed step per configuration; skip MiniImageNet meta-batch 16 "
         "for MAML / FOMAML; only meta-batch 4 Omniglot in the higher comparison",
     )
-    parser.add_argument("--only", choices=("all", "engine", "higher", "parity"), default="all")
+    parser.add_argument(
+        "--only", choices=("all", "engine", "higher", "parity", "profile"), default="all"
+    )
+    parser.add_argument(
+        "--json", default=None, metavar="PATH", help="also write every measurement to PATH"
+    )
     args = parser.parse_args()
     import torch
 
@@ -374,13 +491,13 @@ def main() -> None:
         "(time.process_time); step RSS = peak RSS added by the configuration (MiB)"
     )
     t_start = time.perf_counter()
+    parity_rows = []
     if args.only in ("all", "parity", "higher"):
-        try:
-            import higher  # noqa: F401
-        except ImportError:
+        if not _has_higher():
             print("\nhigher is not installed (pip install higher): no peer comparison")
         else:
-            rows = [[name, f"{d:.2e}", f"{s:.2e}"] for name, d, s in parity()]
+            parity_rows = parity()
+            rows = [[name, f"{d:.2e}", f"{s:.2e}"] for name, d, s in parity_rows]
             print(
                 table(
                     "Meta-gradient parity with higher, float64, Omniglot 5-way 1-shot, "
@@ -392,9 +509,24 @@ def main() -> None:
             )
             if args.only in ("all", "higher"):
                 print(peer_table(args.quick), flush=True)
+    if args.only in ("all", "profile"):
+        print(profile_table(args.quick), flush=True)
     if args.only in ("all", "engine"):
         print(engine_tables(args.quick), flush=True)
-    print(f"\ntotal wall time {time.perf_counter() - t_start:.0f} s")
+    wall = time.perf_counter() - t_start
+    print(f"\ntotal wall time {wall:.0f} s")
+    if args.json:
+        from pathlib import Path
+
+        out = {
+            "torch": torch.__version__,
+            "only": args.only,
+            "quick": args.quick,
+            "parity": [{"comparison": n, "max_diff": d, "max_grad": g} for n, d, g in parity_rows],
+            "measurements": RESULTS,
+            "wall_seconds": wall,
+        }
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
