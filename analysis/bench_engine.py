@@ -216,7 +216,6 @@ def worker(spec: dict) -> dict:
     }
     if spec.get("profile") and kind != "test":
         result["profile"] = profiled
-    del model, batch
     return result
 
 
