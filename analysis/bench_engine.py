@@ -8,6 +8,7 @@ Usage::
     python analysis/bench_engine.py --quick    # fewer repeats, no MiniImageNet meta-batch 16
     python analysis/bench_engine.py --only parity   # float64 meta-gradient check vs higher
     python analysis/bench_engine.py --only profile  # where a MAML step's time goes, by category
+    python analysis/bench_engine.py --only threads  # 1 vs 2 torch threads (idle machine only)
 
 Shapes (synthetic data of that shape; the cost does not depend on pixel values): Omniglot
 5-way 1-shot and 20-way 1-shot (28x28x1, 1 query per class, the paper's presets) and
@@ -168,7 +169,8 @@ def worker(spec: dict) -> dict:
 
     from repsim import inner_loop
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(spec.get("threads", 1))
+    clock = time.perf_counter if spec.get("threads", 1) > 1 else time.process_time
     kind = spec["kind"]
     model, cfg, names, batch = build(
         spec["shape"], spec["algorithm"], spec["meta_batch"], spec.get("vmap", "auto")
@@ -200,9 +202,9 @@ def worker(spec: dict) -> dict:
             optimizer.step()
 
         for _ in range(spec["repeats"] + 1):
-            t0 = time.process_time()
+            t0 = clock()
             step()
-            times.append(time.process_time() - t0)
+            times.append(clock() - t0)
         if spec.get("profile"):  # one more step, under the profiler (after the timed ones)
             profiled = profile_step(step)
     from repsim.train import use_vmap
@@ -216,6 +218,7 @@ def worker(spec: dict) -> dict:
     }
     if spec.get("profile") and kind != "test":
         result["profile"] = profiled
+    torch.set_num_threads(1)
     return result
 
 
@@ -317,19 +320,23 @@ def peer_table(quick: bool) -> str:
         cases += [("omniglot-5w1s", 32), ("omniglot-20w1s", 16), ("miniimagenet-5w1s", 4)]
     for shape, mb in cases:
         for algorithm in ("maml", "fomaml"):
+            engines = ("higher", "repsim-loop", "repsim-vmap")
+            if shape.startswith("mini"):  # vmap: 1.4-1.9x slower there, never the trainer's
+                engines = engines[:2]
             res = {
                 e: measure("train", shape, algorithm, mb, e, 1 if quick else 2, profile=True)
-                for e in ("higher", "repsim-loop", "repsim-vmap")
+                for e in engines
             }
-            best = min(res["repsim-loop"]["seconds"], res["repsim-vmap"]["seconds"])
+            best = min(r["seconds"] for e, r in res.items() if e != "higher")
+            cells = [res.get(e) for e in ("higher", "repsim-loop", "repsim-vmap")]
             rows.append(
                 [
                     shape,
                     mb,
                     algorithm,
-                    *(_with_conv(r) for r in res.values()),
+                    *(_with_conv(r) if r else "-" for r in cells),
                     f"{res['higher']['seconds'] / best:.2f}x",
-                    *(f"{r['step_mib']:.0f}" for r in res.values()),
+                    *(f"{r['step_mib']:.0f}" if r else "-" for r in cells),
                 ]
             )
     return table(
@@ -375,6 +382,31 @@ def profile_table(quick: bool) -> str:
         "Profile of a second-order MAML step (5 inner steps, Adam), torch.profiler: share of "
         "the op time (sum of self CPU times) per category, %",
         ["shape", "meta-batch", "engine", "s / step", "op s (profiled)", *CATEGORIES],
+        rows,
+    )
+
+
+def thread_table(quick: bool) -> str:
+    """Wall seconds per second-order MAML step (the trainer's path) with 1 and 2 torch threads:
+    whether a second core helps one process (run it on an otherwise idle machine)."""
+    rows = []
+    for shape, mb in [("omniglot-20w1s", 4 if quick else 16)]:
+        res = {
+            t: measure("train", shape, "maml", mb, "repsim", 1 if quick else 2, threads=t)
+            for t in (1, 2)
+        }
+        rows.append(
+            [
+                shape,
+                mb,
+                res[1]["path"],
+                *(f"{r['seconds']:.3f}" for r in res.values()),
+                f"{res[1]['seconds'] / res[2]['seconds']:.2f}x",
+            ]
+        )
+    return table(
+        "Threads: wall seconds per MAML step (5 inner steps, Adam), 1 vs 2 torch threads",
+        ["shape", "meta-batch", "path", "1 thread s", "2 threads s", "speed-up"],
         rows,
     )
 
@@ -441,19 +473,25 @@ def measure(
     engine: str,
     repeats: int,
     profile: bool = False,
+    threads: int = 1,
 ) -> dict:
-    """One configuration; its result also goes to stderr at once (partial runs keep data)."""
-    result = worker(
-        dict(
-            kind=kind,
-            shape=shape,
-            algorithm=algorithm,
-            meta_batch=meta_batch,
-            engine=engine,
-            repeats=repeats,
-            profile=profile,
-        )
+    """One configuration; its result also goes to stderr at once (partial runs keep data). A
+    profiled configuration already measured in this run (the higher table's) is reused."""
+    spec = dict(
+        kind=kind,
+        shape=shape,
+        algorithm=algorithm,
+        meta_batch=meta_batch,
+        engine=engine,
+        repeats=repeats,
+        profile=profile,
+        threads=threads,
     )
+    same = ("kind", "shape", "algorithm", "meta_batch", "engine", "threads")
+    for done in RESULTS:
+        if profile and "profile" in done and all(done[k] == spec[k] for k in same):
+            return done
+    result = worker(spec)
     print(json.dumps(result), file=sys.stderr, flush=True)
     RESULTS.append(result)
     return result
@@ -476,12 +514,23 @@ def main() -> None:
         "for MAML / FOMAML; only meta-batch 4 Omniglot in the higher comparison",
     )
     parser.add_argument(
-        "--only", choices=("all", "engine", "higher", "parity", "profile"), default="all"
+        "--only",
+        default="all",
+        help="comma-separated sections: parity, higher (with parity), profile, engine, threads "
+        "(wall time, idle machine only); all = parity, higher, profile and engine",
     )
     parser.add_argument(
         "--json", default=None, metavar="PATH", help="also write every measurement to PATH"
     )
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if "all" in only:
+        only |= {"parity", "higher", "profile", "engine"}
+    if "higher" in only:
+        only.add("parity")
+    unknown = only - {"all", "parity", "higher", "profile", "engine", "threads"}
+    if unknown:
+        parser.error(f"unknown --only sections {sorted(unknown)}")
     import torch
 
     torch.set_num_threads(1)
@@ -491,7 +540,7 @@ def main() -> None:
     )
     t_start = time.perf_counter()
     parity_rows = []
-    if args.only in ("all", "parity", "higher"):
+    if "parity" in only:
         if not _has_higher():
             print("\nhigher is not installed (pip install higher): no peer comparison")
         else:
@@ -506,11 +555,13 @@ def main() -> None:
                 ),
                 flush=True,
             )
-            if args.only in ("all", "higher"):
+            if "higher" in only:
                 print(peer_table(args.quick), flush=True)
-    if args.only in ("all", "profile"):
+    if "profile" in only:
         print(profile_table(args.quick), flush=True)
-    if args.only in ("all", "engine"):
+    if "threads" in only:  # wall time: meaningful on an idle machine only
+        print(thread_table(args.quick), flush=True)
+    if "engine" in only:
         print(engine_tables(args.quick), flush=True)
     wall = time.perf_counter() - t_start
     print(f"\ntotal wall time {wall:.0f} s")
@@ -519,7 +570,7 @@ def main() -> None:
 
         out = {
             "torch": torch.__version__,
-            "only": args.only,
+            "only": sorted(only),
             "quick": args.quick,
             "parity": [{"comparison": n, "max_diff": d, "max_grad": g} for n, d, g in parity_rows],
             "measurements": RESULTS,
