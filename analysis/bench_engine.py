@@ -4,10 +4,10 @@ test-time adaptation; and repsim against the same computation written with ``hig
 
 Usage::
 
-    python analysis/bench_engine.py            # the full tables (about 10 minutes on 2 cores)
+    python analysis/bench_engine.py            # the full tables (about 15 minutes on 2 cores)
     python analysis/bench_engine.py --quick    # fewer repeats, no MiniImageNet meta-batch 16
     python analysis/bench_engine.py --only parity   # float64 meta-gradient check vs higher
-    python analysis/bench_engine.py --only profile  # where a MAML step's time goes, by category
+    python analysis/bench_engine.py --only higher,profile --json OUT.json   # as quiet_engine.sh
     python analysis/bench_engine.py --only threads  # 1 vs 2 torch threads (idle machine only)
 
 Shapes (synthetic data of that shape; the cost does not depend on pixel values): Omniglot
@@ -31,6 +31,14 @@ The ``higher`` version (pip install higher) is the common peer formulation: per 
 MAML (norm affine parameters at lr 0), the query loss divided by the meta-batch and
 back-propagated per task, then Adam. Its meta-gradient equals repsim's (checked in float64 first,
 ``--only parity``).
+
+The profile (``--only profile``, and the convolution share in the ``higher`` table) runs one
+more step under ``torch.profiler`` and sums every op's self CPU time by category
+(:func:`op_category`): convolution (forward, backward and double backward, with the copies and
+element-wise ops they run inside), batch norm (likewise: its double backward is a composition of
+element-wise ops and reductions), other element-wise ops, copies, and the rest. The profiler
+adds a few microseconds per op, so categories made of many small ops (batch norm's double
+backward) read somewhat high.
 """
 
 from __future__ import annotations

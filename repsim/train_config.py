@@ -188,7 +188,8 @@ def use_vmap(cfg: TrainConfig) -> bool:
         return True
     if cfg.vmap == "off":
         return False
-    small = cfg.ways * cfg.shots <= VMAP_MAX_SUPPORT or resolve_device(cfg.device).type != "cpu"
+    gpu = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+    small = cfg.ways * cfg.shots <= VMAP_MAX_SUPPORT or gpu
     return (
         cfg.norm == "transductive"
         and cfg.algorithm in ("maml", "fomaml", "boil")
