@@ -11,6 +11,7 @@ Example::
     change = representation_change(learner, tasks, measures=("cca", "cka"))
     change.summary()          # [{layer, measure, mean, ci_low, ci_high, n, n_failed}, ...]
     change.records            # [{task, layer, measure, value, note[, chance]}, ...]
+    change.seconds            # {adapt, capture, similarity}: wall seconds, summed over tasks
 
 ``chance=k`` also gives each record the measure's chance level: the same measure on the same
 shapes with the datapoints of one side permuted, averaged over ``k`` permutations
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +37,11 @@ from repsim.errors import InputError
 from repsim.protocol import MetaLearner, Params
 from repsim.results import summarise
 
+STAGES = ("adapt", "capture", "similarity")
+"""The stages of :func:`representation_change`, timed in ``RepresentationChange.seconds``:
+the inner loop, the two forward passes with their activations, and the measures with the
+weight movement."""
+
 
 @dataclass
 class RepresentationChange:
@@ -44,6 +51,9 @@ class RepresentationChange:
     measures: list[str]
     records: list[dict] = field(default_factory=list)  # {task, layer, measure, value, note}
     movement: list[dict] = field(default_factory=list)  # {task, layer, abs, rel}
+    seconds: dict[str, float] = field(  # wall time per stage, summed over tasks
+        default_factory=lambda: dict.fromkeys(STAGES, 0.0)
+    )
 
     def summary(self, confidence: float = 0.95) -> list[dict]:
         """Mean and t-interval over tasks per (layer, measure), in layer then measure order;
@@ -192,13 +202,17 @@ def representation_change(
             leave=False,
             total=len(tasks) if hasattr(tasks, "__len__") else None,
         )
+    seconds, clock = result.seconds, time.perf_counter
     for index, task in enumerate(iterator):
+        t0 = clock()
         meta_params = learner.meta_params()
         fast_weights = learner.adapt(meta_params, task.support_x, task.support_y)
         fast_weights = {n: w.detach() for n, w in fast_weights.items()}
+        t1 = clock()
         before, after = capture_before_after(
             module, meta_params, fast_weights, inputs(task), names, conv_mode
         )
+        t2 = clock()
         for row in layer_similarity(before, after, measures, chance, seed=index):
             result.records.append({"task": index, **row})
             key = (row["layer"], row["measure"])
@@ -207,6 +221,9 @@ def representation_change(
                 warn(f"warning: {row['measure']} on {row['layer']} gave NaN: {row['note']}")
         for row in weight_movement(meta_params, fast_weights, names):
             result.movement.append({"task": index, **row})
+        seconds["adapt"] += t1 - t0
+        seconds["capture"] += t2 - t1
+        seconds["similarity"] += clock() - t2
     if not result.records:
         raise InputError("no tasks given: pass at least one task")
     return result

@@ -17,13 +17,15 @@ import numpy as np
 
 
 def mean_ci(values: Iterable[float], confidence: float = 0.95) -> dict:
-    """Mean of the finite ``values`` and its two-sided t-interval (scipy.stats.t).
+    """Mean of the finite ``values`` and its two-sided t-interval.
 
     Returns ``{mean, ci_low, ci_high, half_width, n, n_failed}``; ``n_failed`` counts NaNs left
     out. With one value the interval is that value (half-width 0 is not claimed: NaN); with
-    none everything is NaN.
+    none everything is NaN. The t quantile is ``scipy.special.stdtrit``, the very function
+    behind ``scipy.stats.t.ppf`` (equal values), without importing ``scipy.stats``, which took
+    a third of ``repsim similarity``'s similarity stage (0.5-0.7 s of 1.9 s, 20 tasks).
     """
-    from scipy import stats
+    from scipy.special import stdtrit
 
     arr = np.asarray(list(values), dtype=float)
     finite = arr[np.isfinite(arr)]
@@ -47,7 +49,7 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> dict:
             **out,
         }
     sem = float(finite.std(ddof=1) / math.sqrt(n))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1) * sem)
+    half = float(stdtrit(n - 1, 0.5 + confidence / 2) * sem)
     return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "half_width": half, **out}
 
 

@@ -286,3 +286,17 @@ def test_task_by_task_backward_gives_the_summed_meta_gradient(vmap):
     torch.testing.assert_close(streamed, loss.detach())
     for g, p in zip(summed, model.parameters()):
         torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12)
+
+
+def test_auto_vmap_batches_small_omniglot_tasks_and_loops_over_large_ones_on_cpu():
+    from repsim.train import TrainConfig, use_vmap
+
+    def cfg(**kw):
+        return TrainConfig(**{"dataset": "omniglot", "device": "cpu", **kw})
+
+    assert use_vmap(cfg(ways=5, shots=1))
+    assert use_vmap(cfg(ways=10, shots=1))
+    assert not use_vmap(cfg(ways=20, shots=1))  # the loop is faster and uses less memory
+    assert not use_vmap(cfg(ways=5, shots=1, algorithm="anil"))
+    assert not use_vmap(cfg(dataset="miniimagenet", ways=5, shots=1))
+    assert use_vmap(cfg(ways=20, shots=1, vmap="on"))

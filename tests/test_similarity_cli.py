@@ -122,6 +122,17 @@ def test_an_unknown_measure_is_a_clean_error(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
 
 
+def test_similarity_records_and_prints_the_seconds_of_each_stage(tmp_path, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "t.safetensors")
+    out = tmp_path / "out"
+    argv = ["similarity", str(ckpt), str(ckpt), "--out", str(out), "--tasks", "2", "--timings"]
+    assert main(argv + task_args()) == 0
+    seconds = json.loads((out / "similarity.json").read_text())["seconds"]
+    assert list(seconds) == ["load", "adapt", "capture", "similarity", "write"]
+    assert all(s > 0 for s in seconds.values())
+    assert "seconds per stage: load " in capsys.readouterr().out
+
+
 def test_without_a_dataset_the_shipped_probe_set_is_used(tmp_path, monkeypatch):
     monkeypatch.delenv("REPSIM_DATA", raising=False)
     ckpt = tiny_checkpoint(tmp_path / "t.safetensors")

@@ -5,7 +5,8 @@ and hyper-parameters it records, and compare each layer's activations on the sup
 images before and after (CCA and CKA by default). Prints mean ± 95% CI per layer and measure,
 and writes under ``--out``: ``similarity.json`` (everything, with provenance),
 ``similarity_tasks.csv`` (per task), ``similarity_summary.csv``, ``weight_movement.csv``, and
-``similarity.png`` / ``.pdf`` (the paper's Figure 2).
+``similarity.png`` / ``.pdf`` (the paper's Figure 2). ``similarity.json`` also records the wall
+seconds of each stage (load, adapt, capture, similarity, write); ``--timings`` prints them.
 
 Several checkpoints, or a folder of them (``repsim similarity runs/maml_s0/ --out DIR``), are
 analysed on one and the same task set, each checkpoint's inner loop set up once. The CSVs then
@@ -22,6 +23,7 @@ fc1..fcK fixed. The same files are written.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from repsim.commands import _options, _sources
@@ -56,6 +58,12 @@ def register(subparsers) -> argparse.ArgumentParser:
         metavar="K",
         help="also give each measure's chance level: its value with one side's datapoints "
         "permuted, mean of K permutations (shown in brackets; default 0: off)",
+    )
+    parser.add_argument(
+        "--timings",
+        action="store_true",
+        help="print the wall seconds of each stage: load, adapt, capture, similarity, write "
+        "(always recorded in similarity.json)",
     )
     _sources.add_analysis_args(parser, DEFAULT_OUT)
     rl = parser.add_argument_group("policy checkpoints (meta-RL)")
@@ -92,17 +100,34 @@ def expand_checkpoints(paths: list[str]) -> list[str | None]:
     return found
 
 
+STAGES = ("load", "adapt", "capture", "similarity", "write")
+"""The stages timed in ``similarity.json`` (``seconds``): reading the checkpoints and building
+the tasks; the inner loop; the forward passes that capture activations; the measures, weight
+movement and their means and intervals; the CSVs and figures."""
+
+
 def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
     paths = expand_checkpoints(args.checkpoints)
     if len(paths) == 1 and paths[0] and args.format in ("repsim", "auto") and _is_policy(paths[0]):
         return _run_policy(args, paths[0], _sources.parse_measures(args.measures))
     analysis = _sources.open_analysis(args, [(p, args.format) for p in paths], args.inner_steps)
+    seconds = dict.fromkeys(STAGES, 0.0)
+    seconds["load"] = time.perf_counter() - start
     runs = [
         _analyse(path, learner, analysis, args) for path, learner in zip(paths, analysis.learners)
     ]
-    if len(runs) == 1:
-        return _write_one(runs[0], analysis, args)
-    return _write_many(runs, analysis, args)
+    for r in runs:
+        for stage, s in r["seconds"].items():
+            seconds[stage] += s
+    write = _write_one if len(runs) == 1 else _write_many
+    return write(runs[0] if len(runs) == 1 else runs, analysis, args, seconds)
+
+
+def _report_seconds(seconds: dict, args) -> None:
+    if args.timings:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in seconds.items())
+        print(f"seconds per stage: {stages} (total {sum(seconds.values()):.2f})")
 
 
 def _analyse(path, learner, analysis, args) -> dict:
@@ -117,14 +142,19 @@ def _analyse(path, learner, analysis, args) -> dict:
         progress=True,
         chance=args.chance,
     )
+    t0 = time.perf_counter()
+    summary, movement = change.summary(), change.movement_summary()
+    seconds = dict(change.seconds)
+    seconds["similarity"] += time.perf_counter() - t0
     return {
         "label": _sources.checkpoint_label(path),
         "identity": _identity(path, learner, args.format),
         "iteration": learner.config.get("iteration"),
         "inner_steps": learner.config.get("adapt", {}).get("inner_steps", args.inner_steps),
         "change": change,
-        "summary": change.summary(),
-        "movement": change.movement_summary(),
+        "summary": summary,
+        "movement": movement,
+        "seconds": seconds,
     }
 
 
@@ -143,8 +173,10 @@ def _identity(path, learner, fmt: str) -> dict:
     return {"name": file.name, "path": str(path), "sha256": digest, "format": fmt, "config": config}
 
 
-def _write_one(r: dict, analysis, args) -> int:
+def _write_one(r: dict, analysis, args, seconds: dict) -> int:
     from repsim import figures, results
+
+    t0 = time.perf_counter()
 
     source, measures, change = analysis.source, analysis.measures, r["change"]
     print(
@@ -164,16 +196,6 @@ def _write_one(r: dict, analysis, args) -> int:
     out = Path(args.out)
     meta = _meta(args, analysis, checkpoint=r["identity"], inner_steps=r["inner_steps"])
     written = [
-        results.write_json(
-            out / "similarity.json",
-            {
-                "meta": meta,
-                "layers": change.layers,
-                "summary": r["summary"],
-                "per_task": change.records,
-                "weight_movement": {"summary": r["movement"], "per_task": change.movement},
-            },
-        ),
         results.write_csv(
             out / "similarity_tasks.csv",
             change.records,
@@ -189,8 +211,21 @@ def _write_one(r: dict, analysis, args) -> int:
         out / "similarity",
         title=f"{r['label']}: before vs after adaptation ({len(source.tasks)} tasks)",
     )
+    seconds["write"] = time.perf_counter() - t0  # similarity.json, written last, excluded
+    path = results.write_json(
+        out / "similarity.json",
+        {
+            "meta": meta,
+            "layers": change.layers,
+            "summary": r["summary"],
+            "per_task": change.records,
+            "weight_movement": {"summary": r["movement"], "per_task": change.movement},
+            "seconds": seconds,
+        },
+    )
     print()
-    print("wrote " + ", ".join(str(p) for p in written))
+    print("wrote " + ", ".join(str(p) for p in [path, *written]))
+    _report_seconds(seconds, args)
     return 0
 
 
@@ -263,11 +298,13 @@ def _run_policy(args: argparse.Namespace, path: str, measures: list[str]) -> int
     return 0
 
 
-def _write_many(runs: list[dict], analysis, args) -> int:
+def _write_many(runs: list[dict], analysis, args, seconds: dict) -> int:
     """One combined table (checkpoint x layer x measure, with CIs) and, when every checkpoint
     records its training iteration, similarity against iteration."""
     from repsim import figures, results
     from repsim.provenance import portable_path
+
+    t0 = time.perf_counter()
 
     source, measures = analysis.source, analysis.measures
     labels = [r["label"] for r in runs]
@@ -319,23 +356,6 @@ def _write_many(runs: list[dict], analysis, args) -> int:
         for row in r["change"].movement
     ]
     written = [
-        results.write_json(
-            out / "similarity.json",
-            {
-                "meta": meta,
-                "checkpoints": [
-                    {
-                        "checkpoint": r["label"],
-                        "iteration": r["iteration"],
-                        "layers": r["change"].layers,
-                        "summary": r["summary"],
-                        "weight_movement": r["movement"],
-                    }
-                    for r in runs
-                ],
-                "per_task": per_task,
-            },
-        ),
         results.write_csv(
             out / "similarity_tasks.csv",
             per_task,
@@ -354,8 +374,28 @@ def _write_many(runs: list[dict], analysis, args) -> int:
         )
     else:
         print("note: not every checkpoint records its iteration; no plot against iteration")
+    seconds["write"] = time.perf_counter() - t0  # similarity.json, written last, excluded
+    path = results.write_json(
+        out / "similarity.json",
+        {
+            "meta": meta,
+            "checkpoints": [
+                {
+                    "checkpoint": r["label"],
+                    "iteration": r["iteration"],
+                    "layers": r["change"].layers,
+                    "summary": r["summary"],
+                    "weight_movement": r["movement"],
+                }
+                for r in runs
+            ],
+            "per_task": per_task,
+            "seconds": seconds,
+        },
+    )
     print()
-    print("wrote " + ", ".join(str(p) for p in written))
+    print("wrote " + ", ".join(str(p) for p in [path, *written]))
+    _report_seconds(seconds, args)
     return 0
 
 

@@ -51,7 +51,8 @@ HELP = {
     "save_every": "save last.safetensors (for --resume) every this many iterations",
     "checkpoint_at": "also keep checkpoints at these iterations",
     "device": "auto (CUDA when present), cpu or cuda[:k]",
-    "vmap": "batch tasks with torch.func.vmap (auto: for MAML/FOMAML/BOIL)",
+    "vmap": "batch tasks with torch.func.vmap (auto: MAML/FOMAML/BOIL on Omniglot; on CPU only "
+    "when ways x shots <= 10)",
 }
 # Fields declared once for every command (repsim.commands._options.shared_options).
 SHARED = {"threads", "data_dir"}
