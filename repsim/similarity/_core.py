@@ -124,17 +124,22 @@ def column_mean(t: torch.Tensor, name: str, dtype: torch.dtype) -> torch.Tensor:
     return mean
 
 
+_NUMPY = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
+
+
 def centre(t: torch.Tensor, name: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(t - mean, mean)`` in ``dtype`` (one pass; converts float32 input on the way)."""
+    """``(t - mean, mean)`` in ``dtype``. Input of another dtype is converted first and centred
+    in place (a casting subtraction, or a mean that casts on the fly, is several times slower
+    than a conversion plus a same-dtype pass)."""
+    if t.dtype != dtype:
+        if t.device.type == "cpu":  # numpy's conversion: 8 ms against torch's 22 ms (10000, 512)
+            tc = torch.from_numpy(t.numpy().astype(_NUMPY[dtype]))
+        else:
+            tc = t.to(dtype)
+        mean = column_mean(tc, name, dtype)
+        return tc.sub_(mean), mean
     mean = column_mean(t, name, dtype)
-    return _minus(t, mean), mean
-
-
-def _minus(t: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """``t - mean`` in ``mean``'s dtype, in one pass (float32 data promotes on the way)."""
-    if torch.promote_types(t.dtype, mean.dtype) == mean.dtype:
-        return torch.sub(t, mean)
-    return t.to(mean.dtype) - mean
+    return torch.sub(t, mean), mean
 
 
 def _numpy_ok(t: torch.Tensor) -> bool:
@@ -202,7 +207,7 @@ class Centred:
         """The centred data ``(n, d)`` (a copy when ``mat`` is the raw input)."""
         if self.mu is None:
             return self.mat
-        return _minus(self.source, self.mean)
+        return torch.sub(self.source, self.mean)
 
 
 def centred_gram(t: torch.Tensor, name: str, dtype: torch.dtype) -> Centred:
@@ -213,8 +218,8 @@ def centred_gram(t: torch.Tensor, name: str, dtype: torch.dtype) -> Centred:
     is centred (and converted) in one pass first.
     """
     n = t.shape[0]
-    mean = column_mean(t, name, dtype)
     if t.dtype == dtype == torch.float64:  # float32 keeps every digit it has: centred first
+        mean = column_mean(t, name, dtype)
         g = gram(t)
         g -= n * torch.outer(mean, mean)
         offset = n * mean.square()
@@ -222,7 +227,7 @@ def centred_gram(t: torch.Tensor, name: str, dtype: torch.dtype) -> Centred:
         if bool((offset <= RAW_MEAN_RATIO * var).all()):
             ratio = float((offset / var.clamp_min(torch.finfo(dtype).tiny)).max())
             return Centred(mat=t, mu=mean, mean=mean, gram=g, source=t, amp=1.0 + ratio)
-    tc = _minus(t, mean)
+    tc, mean = centre(t, name, dtype)
     return Centred(mat=tc, mu=None, mean=mean, gram=gram(tc), source=t)
 
 
