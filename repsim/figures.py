@@ -1,4 +1,4 @@
-"""Figures from result data (never from models): matplotlib + seaborn, PNG and PDF.
+"""Figures from result data (never from models): matplotlib, PNG and PDF.
 
 - :func:`plot_layer_similarity`: the paper's Figure 2, similarity of each layer before vs after
   the inner loop, layers on the x axis, one line per measure with 95% CI error bars.
@@ -20,15 +20,42 @@ import numpy as np
 FORMATS = ("png", "pdf")
 
 
+# The "colorblind" palette of seaborn (Waskom 2021), which these figures used until seaborn's
+# import (0.9-1.8 s, most of `repsim similarity`'s write stage) was dropped for two calls.
+COLORBLIND = (
+    "#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc",
+    "#ca9161", "#fbafe4", "#949494", "#ece133", "#56b4e9",
+)  # fmt: skip
+
+# A light grid on white, small paper-sized text.
+_STYLE = {
+    "axes.grid": True,
+    "axes.edgecolor": "#cccccc",
+    "axes.axisbelow": True,
+    "grid.color": "#e6e6e6",
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "legend.frameon": False,
+}
+
+
+def palette(k: int) -> list[str]:
+    """``k`` colours of the colourblind-safe palette (cycled beyond ten)."""
+    return [COLORBLIND[i % len(COLORBLIND)] for i in range(max(k, 1))]
+
+
 def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    sns.set_theme(style="whitegrid", context="paper")
-    return plt, sns
+    plt.rcParams.update(_STYLE)
+    return plt
 
 
 def _save(fig, stem: str | Path, formats: Sequence[str]) -> list[Path]:
@@ -60,9 +87,9 @@ def plot_layer_similarity(
     Writes ``stem.png`` and ``stem.pdf``; returns their paths. The y axis is [0, 1.05]. Rows
     with a ``chance`` value (the measure on permuted data) add a dashed line per measure.
     """
-    plt, sns = _pyplot()
+    plt = _pyplot()
     measures = list(dict.fromkeys(r["measure"] for r in summary))
-    palette = sns.color_palette("colorblind", max(len(measures), 1))
+    colours = palette(len(measures))
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     x = np.arange(len(layers))
     for i, measure in enumerate(measures):
@@ -78,14 +105,14 @@ def plot_layer_similarity(
             marker="o",
             capsize=4,
             linewidth=1.8,
-            color=palette[i],
+            color=colours[i],
             label=measure.upper().replace("_", " "),
         )
         chance = np.array(
             [by_layer.get(lyr, {}).get("chance", np.nan) for lyr in layers], dtype=float
         )
         if np.isfinite(chance).any():
-            ax.plot(x, chance, "--", color=palette[i], linewidth=1.0, alpha=0.8)
+            ax.plot(x, chance, "--", color=colours[i], linewidth=1.0, alpha=0.8)
     if any(r.get("chance") is not None for r in summary):
         ax.plot([], [], "--", color="grey", linewidth=1.0, label="chance (permuted)")
     ax.set_xticks(x, list(layers))
@@ -110,24 +137,18 @@ def plot_similarity_heatmap(
 ) -> list[Path]:
     """A ``[len(row_layers), len(col_layers)]`` similarity matrix as an annotated heatmap
     (colour scale fixed to [0, 1]). Writes ``stem.png`` and ``stem.pdf``."""
-    plt, sns = _pyplot()
+    plt = _pyplot()
     matrix = np.asarray(matrix, dtype=float)
     side = 0.75 + 0.7 * max(len(row_layers), len(col_layers))
     fig, ax = plt.subplots(figsize=(side + 1.2, side))
-    sns.heatmap(
-        matrix,
-        vmin=0.0,
-        vmax=1.0,
-        cmap="viridis",
-        annot=True,
-        fmt=".2f",
-        square=True,
-        xticklabels=list(col_layers),
-        yticklabels=list(row_layers),
-        cbar_kws={"label": "similarity"},
-        ax=ax,
-    )
-    ax.tick_params(axis="y", labelrotation=0)
+    image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
+    for (i, j), v in np.ndenumerate(matrix):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="k" if v > 0.6 else "w")
+    ax.set_xticks(range(len(col_layers)), labels=list(col_layers))
+    ax.set_yticks(range(len(row_layers)), labels=list(row_layers))
+    ax.grid(False)
+    fig.colorbar(image, ax=ax, label="similarity")
     ax.set_xlabel(col_label)
     ax.set_ylabel(row_label)
     if title:
@@ -148,11 +169,11 @@ def plot_similarity_along_training(
     ``runs``: checkpoint -> the run it belongs to (``"maml seed 0"``), one line style each.
     Writes ``stem.png`` and ``stem.pdf``; returns their paths.
     """
-    plt, sns = _pyplot()
+    plt = _pyplot()
     measures = list(dict.fromkeys(r["measure"] for r in summary))
     layers = list(dict.fromkeys(r["layer"] for r in summary))
     run_names = list(dict.fromkeys(runs[r["checkpoint"]] for r in summary))
-    palette = sns.color_palette("colorblind", max(len(layers), 1))
+    colours = palette(len(layers))
     styles = ["-", "--", ":", "-."]
     fig, axes = plt.subplots(
         1, len(measures), figsize=(4.6 * len(measures), 3.6), squeeze=False, sharey=True
@@ -177,10 +198,10 @@ def plot_similarity_along_training(
                     styles[j % len(styles)],
                     marker="o",
                     ms=3,
-                    color=palette[i],
+                    color=colours[i],
                     label=label,
                 )
-                ax.fill_between(it, low, high, color=palette[i], alpha=0.15, linewidth=0)
+                ax.fill_between(it, low, high, color=colours[i], alpha=0.15, linewidth=0)
         ax.set_title(measure.upper())
         ax.set_xlabel("training iteration")
         ax.set_ylim(0, 1.05)
@@ -194,7 +215,7 @@ def plot_similarity_along_training(
 def plot_freezing(summary: dict, stem: str | Path, title: str = "", formats=FORMATS) -> list[Path]:
     """Table 1: accuracy (%) against the layers frozen at test time, from ``{label: {mean,
     half_width}}`` in freezing order."""
-    plt, _ = _pyplot()
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     labels = list(summary)
     ax.errorbar(
@@ -221,7 +242,7 @@ def plot_training(
 ) -> list[Path]:
     """Figure 3: along training, the accuracy with and without the body frozen (left) and each
     layer's similarity before vs after adaptation with its chance level dashed (right)."""
-    plt, sns = _pyplot()
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     its = [r["iteration"] for r in rows]
     ax = axes[0]
@@ -239,20 +260,20 @@ def plot_training(
     ax.legend()
     ax.set_title("Freezing along training", fontsize=9)
     ax = axes[1]
-    palette = sns.color_palette("colorblind", len(layers))
+    colours = palette(len(layers))
     for i, lyr in enumerate(layers):
         ax.plot(
             its,
             [r.get(f"{measure}_{lyr}", np.nan) for r in rows],
             marker="o",
-            color=palette[i],
+            color=colours[i],
             label=lyr,
         )
         ax.plot(
             its,
             [r.get(f"{measure}_{lyr}_chance", np.nan) for r in rows],
             "--",
-            color=palette[i],
+            color=colours[i],
             linewidth=0.8,
         )
     ax.set_ylim(0, 1.05)
@@ -267,7 +288,7 @@ def plot_weight_movement(
     moves: Sequence[dict], layers: Sequence[str], stem: str | Path, formats=FORMATS
 ) -> list[Path]:
     """Appendix B.3: ``||theta - theta'||`` per layer in the inner loop against iteration."""
-    plt, _ = _pyplot()
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
     for lyr in layers:
         pts = [(m["iteration"], m["abs_mean"]) for m in moves if m["layer"] == lyr]
@@ -284,7 +305,7 @@ def plot_weight_movement(
 def plot_learning_curves(curves: dict, stem: str | Path, formats=FORMATS) -> list[Path]:
     """Figure 5: training loss (left) and validation accuracy (right) of each run, from
     ``{run: {algorithm, seed, loss: [(it, loss)], val_accuracy: [(it, acc)]}}``."""
-    plt, _ = _pyplot()
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     colours = {"maml": "tab:blue", "anil": "tab:orange"}
     for c in curves.values():

@@ -123,13 +123,13 @@ def plot_learning_curves(curves: dict[tuple[str, str], list[list[dict]]], stem: 
     """Return after adaptation (solid) and before (dashed) per meta-iteration, one panel per
     environment, mean over seeds with the min-max band. ``curves[(env, algorithm)]`` is a list
     of runs, each a list of metrics rows."""
-    from repsim.figures import _pyplot, _save
+    from repsim.figures import _pyplot, _save, palette
 
-    plt, sns = _pyplot()
+    plt = _pyplot()
     envs = list(dict.fromkeys(env for env, _ in curves))
     fig, axes = plt.subplots(1, max(len(envs), 1), figsize=(4.2 * max(len(envs), 1), 3.2))
     axes = np.atleast_1d(axes)
-    colours = dict(zip(("maml", "anil"), sns.color_palette("colorblind", 2)))
+    colours = dict(zip(("maml", "anil"), palette(2)))
     for ax, env in zip(axes, envs):
         for (e, algorithm), runs in curves.items():
             if e != env or not runs:
