@@ -47,13 +47,24 @@ Conventions
   ``sigma = sigma_frac * sqrt(median_{i<j} ||a_i - a_j||^2)`` -- Kornblith et al.'s notebook
   convention (``threshold`` there is ``sigma_frac`` here), except that the median is over the
   distinct pairs only (their notebook also counts the n zero distances on the diagonal).
+  ``sigma=(sigma_x, sigma_y)`` gives each side its own bandwidth. Each side's kernel is kept as
+  its upper triangle (one symmetric rank-k product), the median is selected exactly (a sampled
+  bracket and one counting pass, no sort), and ``<HKH, HLH>`` comes from one pass over the two
+  kernels, ``sum K*L - 2/n s_K.s_L + S_K S_L / n^2`` (row sums ``s``, totals ``S``), with each
+  kernel shifted by its value at the mean distance so that the sum does not cancel; neither
+  centred matrix is formed.
 * **Numerics.** A dead neuron is a column whose centred sum of squares is below
   ``n * (100 ulp of its mean)^2``. CCA-type measures whiten a layer from its Gram matrix (the
   same ``n d^2`` products CKA needs) when its column-normalised covariance is well conditioned
   (smallest/largest eigenvalue >= ``10 sqrt(eps)``, about 1.5e-7 in float64: the error is then
   ~``eps * condition``); otherwise, and whenever ``rtol`` is given, the basis comes from a QR
   factorisation, rank-revealed by the SVD of R (error ~``eps * sqrt(condition)``). NaN or inf
-  anywhere in an input shows up in its column means, which is how it is detected.
+  anywhere in an input shows up in its column means, which is how it is detected. A float64
+  layer whose column offsets are moderate (``n mean^2 <= 64 x`` its centred sum of squares)
+  is never copied: products are taken on the raw data and centred by a rank-one correction
+  (``X^T Y - n mu_x mu_y^T``), at a cost of at most ~1.8 digits, which the choice between the
+  Gram and QR routes takes into account; other layers are centred first. Float32 input is
+  converted (and centred) once, so it gets the float64 answer unless ``dtype=torch.float32``.
 * Convolutional activations ``(N, C, H, W)`` go through :func:`conv_to_2d` first: by default
   ``(N*H*W, C)`` -- channels are neurons and every spatial position is a datapoint, as in the
   paper.
