@@ -218,6 +218,8 @@ def centred_gram(t: torch.Tensor, name: str, dtype: torch.dtype) -> Centred:
     is centred (and converted) in one pass first.
     """
     n = t.shape[0]
+    if dtype == torch.float64 and t.dtype != dtype and t.device.type == "cpu":
+        t = torch.from_numpy(t.numpy().astype(np.float64))  # converted once, then as float64
     if t.dtype == dtype == torch.float64:  # float32 keeps every digit it has: centred first
         mean = column_mean(t, name, dtype)
         g = gram(t)
