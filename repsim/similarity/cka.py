@@ -169,18 +169,18 @@ def upper_sq_distances(tc: torch.Tensor, median: bool = False):
         from scipy.linalg import blas
 
         syrk = blas.dsyrk if tc.dtype == torch.float64 else blas.ssyrk
-        # a.T is Fortran-ordered: C = a a^T without a copy; lower in Fortran = upper in C
-        d2 = torch.from_numpy(syrk(1.0, tc.numpy().T, trans=1, lower=1).T)
+        # a.T is Fortran-ordered: C = -2 a a^T without a copy; lower in Fortran = upper in C
+        d2 = torch.from_numpy(syrk(-2.0, tc.numpy().T, trans=1, lower=1).T)
     else:
-        d2 = tc @ tc.mT
-    sq = d2.diagonal().clone()
+        d2 = (tc @ tc.mT).mul_(-2.0)
+    sq = d2.diagonal() / -2.0
     m = n * (n - 1) // 2
     ranks = ((m + 1) // 2, m // 2 + 1)
     bracket = _bracket(d2, sq, ranks) if median and m > _SMALL_MEDIAN else None
     below, inside = 0, []
     for r0, r1 in _blocks(n):
         blk = d2[r0:r1, r0:]
-        blk.mul_(-2.0).add_(sq[r0:r1, None]).add_(sq[None, r0:]).clamp_(min=0.0)
+        blk.add_(sq[r0:r1, None]).add_(sq[None, r0:]).clamp_(min=0.0)
         _zero_below_diagonal(blk, r0, r1, and_on=True)
         if bracket is not None:
             lo, hi = bracket
@@ -200,8 +200,8 @@ def upper_sq_distances(tc: torch.Tensor, median: bool = False):
 
 def _bracket(g: torch.Tensor, sq: torch.Tensor, ranks: tuple[int, int]):
     """``(lo, hi)`` around the distances of the given ranks, from a seeded sample of pairs
-    read off the Gram matrix ``g``; None when ``lo`` is not above 0 (the counting pass relies
-    on the zeros it leaves below the diagonal being below ``lo``)."""
+    read off ``g`` = -2 times the Gram matrix; None when ``lo`` is not above 0 (the counting
+    pass relies on the zeros it leaves below the diagonal being below ``lo``)."""
     n = g.shape[0]
     m = n * (n - 1) // 2
     size = min(_SAMPLE, m // 4)
@@ -210,7 +210,7 @@ def _bracket(g: torch.Tensor, sq: torch.Tensor, ranks: tuple[int, int]):
     j = torch.randint(0, n - 1, (size,), generator=gen)
     j += j >= i
     i, j = torch.minimum(i, j).to(g.device), torch.maximum(i, j).to(g.device)
-    sample = (sq[i] + sq[j] - 2.0 * g[i, j]).clamp_(min=0.0)
+    sample = (sq[i] + sq[j] + g[i, j]).clamp_(min=0.0)  # g holds -2 a.b
     margin = 3.0 * math.sqrt(size)  # six standard deviations of the sample rank
     lo = torch.kthvalue(sample, max(1, int(size * ranks[0] / m - margin))).values
     hi = torch.kthvalue(sample, min(size, int(size * ranks[1] / m + margin) + 1)).values
