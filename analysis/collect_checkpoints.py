@@ -7,9 +7,9 @@ Usage::
 Ships, per run (a folder of ``RUNS_DIR`` with ``final.safetensors``, or with
 ``last.safetensors`` when the run is still going): its latest checkpoint
 (``<algorithm>_<dataset>_<N>w<K>s_seed<k>.safetensors``), its metrics log, and its checkpoints
-along training (``along_training/``): every one for seed 0 of MAML and ANIL (Figure 3), for the
-other seeds the latest one every run shares (so runs still training compare at a common
-iteration). A checkpoint equal to the run's latest is not copied twice.
+along training (``along_training/``): every one for seed 0 of MAML (Figure 3 and the weight
+movement follow it), for the other runs the latest one every run shares (so runs still
+training compare at a common iteration). A checkpoint equal to the run's latest is not copied twice.
 
 ``--resumable`` also keeps what ``repsim train --resume`` needs for runs that have not
 finished (``resume/<name>/``: ``last.safetensors``, its optimiser state, ``metrics.jsonl``,
@@ -58,7 +58,7 @@ def collect(runs_dir: Path, out: Path, resumable: bool = False) -> list[Run]:
         metrics = f"metrics/{name}.jsonl"
         shutil.copyfile(run_dir / "metrics.jsonl", out / metrics)
         checkpoints = {}
-        keep = iters[run_dir] if (seed == 0 and algo in ("maml", "anil")) else shared
+        keep = iters[run_dir] if (seed == 0 and algo == "maml") else shared
         for it in sorted(keep & iters[run_dir] - {int(record["iteration"])}):
             rel = f"along_training/{name}_iter_{it:06d}.safetensors"
             shutil.copyfile(run_dir / f"iter_{it:06d}.safetensors", out / rel)

@@ -40,22 +40,24 @@ def test_a_finished_and_a_running_run_are_shipped_comparably_and_resumably(
     base = dict(ways=3, shots=1, queries=1, test_queries=2, meta_batch=1, inner_steps=1)
     base.update(val_tasks=0, save_every=2)
     runs = tmp_path / "runs"
+    train(TrainConfig(algorithm="maml", iterations=6, checkpoint_at=[2, 4], **base), runs / "m")
     train(TrainConfig(algorithm="anil", iterations=6, checkpoint_at=[2, 4], **base), runs / "a")
-    cfg = TrainConfig(algorithm="maml", seed=1, iterations=6, checkpoint_at=[2, 4], **base)
-    train(cfg, runs / "m", stop_at=4)  # still training: last.safetensors at iteration 4
+    cfg = TrainConfig(algorithm="anil", seed=1, iterations=6, checkpoint_at=[2, 4], **base)
+    train(cfg, runs / "a1", stop_at=4)  # still training: last.safetensors at iteration 4
 
     out = tmp_path / "ckpt"
     collect = _collect_module()
     shipped = collect.collect(runs, out, resumable=True)
     collect.write_manifest(out, shipped)
-    by = {r.algorithm: r for r in read_manifest(out)}
-    assert by["anil"].iterations == 6 and by["maml"].iterations == 4
-    assert sorted(by["anil"].checkpoints) == [2, 4]  # seed 0: every one along training
-    assert by["maml"].checkpoints == {}  # its latest (4) is the iteration both runs share
+    by = {(r.algorithm, r.seed): r for r in read_manifest(out)}
+    assert by["maml", 0].iterations == 6 and by["anil", 1].iterations == 4
+    assert sorted(by["maml", 0].checkpoints) == [2, 4]  # MAML seed 0: every one (Figure 3)
+    assert sorted(by["anil", 0].checkpoints) == [4]  # others: the latest every run shares
+    assert by["anil", 1].checkpoints == {}  # its latest (4) is the iteration all runs share
     assert common_iteration(list(by.values()), out) == 4
-    resume = out / "resume" / "maml_omniglot_3w1s_seed1"
+    resume = out / "resume" / "anil_omniglot_3w1s_seed1"
     assert (resume / "last.optim.safetensors").exists()
-    assert not (out / "resume" / "anil_omniglot_3w1s_seed0").exists()  # finished: no optimiser
+    assert not (out / "resume" / "maml_omniglot_3w1s_seed0").exists()  # finished: no optimiser
     # the shipped folder continues the run exactly where it stopped
     final = train(cfg, resume, resume=True)
     lines = [json.loads(x) for x in (resume / "metrics.jsonl").read_text().splitlines()]
