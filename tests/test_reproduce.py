@@ -113,3 +113,18 @@ def test_freeze_sweep_cli_writes_table_and_plot(quick_run, omniglot_data_dir, tm
     assert rows[4]["adapted"] == ["head.weight", "head.bias"]
     for ext in ("csv", "png", "pdf"):
         assert (out / f"freeze_sweep.{ext}").stat().st_size > 0
+
+
+@pytest.mark.data
+def test_results_folders_that_no_claim_reads_are_not_settings(quick_run, tmp_path):
+    """results/bench (benchmark tables) sits beside the settings: the report must not list it."""
+    import shutil
+
+    from repsim.reproduce import evaluate_and_report
+
+    shutil.copytree(quick_run / "results", tmp_path / "results")
+    (tmp_path / "results" / "bench").mkdir()
+    (tmp_path / "results" / "bench" / "similarity_anchors.json").write_text('{"rows": []}')
+    report = evaluate_and_report(tmp_path, progress=False).read_text()
+    assert f"`{SETTING}`" in report
+    assert "bench" not in report
