@@ -24,9 +24,8 @@ import torch
 from torch import nn
 
 from repsim.errors import InputError
-
-Params = dict[str, torch.Tensor]
-CONV_MODES = ("channels", "flatten")
+from repsim.protocol import Params
+from repsim.similarity.conv import CONV_MODES, conv_to_2d
 
 
 def default_layers(module: nn.Module) -> list[str]:
@@ -72,8 +71,6 @@ def to_2d(activation: torch.Tensor, conv_mode: str = "channels") -> torch.Tensor
     if activation.dim() == 2:
         return activation
     if activation.dim() == 4:
-        from repsim.similarity import conv_to_2d
-
         return conv_to_2d(activation, mode=conv_mode)
     if activation.dim() < 2:
         raise InputError(

@@ -17,8 +17,6 @@ plain header + raw buffers format.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from repsim.errors import CheckpointError
 from repsim.models import Conv4, Conv4Config
 from repsim.packaged import DEFAULT_CHECKPOINT_NAME, packaged_file
 from repsim.protocol import MetaLearner
+from repsim.results import atomic_write
 
 FORMAT = "repsim-checkpoint"
 FORMAT_VERSION = 1
@@ -38,25 +37,9 @@ CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
 DEFAULT_CHECKPOINT = packaged_file(DEFAULT_CHECKPOINT_NAME)
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it over."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict) -> Path:
     """Write ``model``'s state and ``metadata`` (JSON-able) to ``path`` atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     record = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}
@@ -64,7 +47,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict) -> Path:
         record["model"] = {"arch": "conv4", **model.config.to_dict()}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     text = json.dumps(record, sort_keys=True)
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"repsim": text}))
+    atomic_write(path, lambda fh: fh.write(save(tensors, metadata={"repsim": text})))
     return path
 
 
@@ -222,7 +205,7 @@ def optim_path(path: str | Path) -> Path:
 
 def save_optimizer(path: str | Path, optimizer: torch.optim.Optimizer, extra: dict) -> Path:
     """Adam's state as safetensors (``state.<idx>.<key>``) with param groups in the metadata."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     sd = optimizer.state_dict()
     tensors = {}
@@ -232,7 +215,7 @@ def save_optimizer(path: str | Path, optimizer: torch.optim.Optimizer, extra: di
             tensors[f"state.{idx}.{key}"] = t.detach().to("cpu").contiguous()
     meta = {"param_groups": json.dumps(sd["param_groups"]), "extra": json.dumps(extra)}
     target = optim_path(path)
-    atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(target, lambda fh: fh.write(save(tensors, metadata=meta)))
     return target
 
 

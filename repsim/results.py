@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Sequence
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -91,12 +93,31 @@ def _jsonable(obj):
     return obj
 
 
-def write_json(path: str | Path, data: dict) -> Path:
-    """Write ``data`` as indented JSON (NaN -> null); make parent folders."""
+def atomic_write(path: str | Path, write: Callable) -> Path:
+    """Call ``write(fh)`` on a binary file beside ``path``, sync it, then rename it into place.
+
+    A reader never sees a half-written file, and a crash leaves no partial file behind (data
+    caches, checkpoints, results). Makes parent folders.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+def write_json(path: str | Path, data: dict) -> Path:
+    """Write ``data`` as indented JSON (NaN -> null), atomically; make parent folders."""
+    text = json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n"
+    return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def write_csv(path: str | Path, rows: Sequence[dict], columns: Sequence[str] | None = None) -> Path:

@@ -11,7 +11,6 @@ Cache: the ``cache_dir`` argument, else ``REPSIM_CACHE``, else ``~/.cache/repsim
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,19 +46,3 @@ def dataset_folder(root: Path, dataset: str, looks_right: Callable[[Path], bool]
     if looks_right(sub):
         return sub
     return root
-
-
-def atomic_write(path: Path, write: Callable[[object], None]) -> None:
-    """Write ``path`` through a temporary file in the same folder, then rename it into place.
-
-    A reader never sees a half-written file, and a crash leaves no partial cache behind.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from repsim.data.classes import ClassImages
-from repsim.data.locations import DATA_ENV, atomic_write, cache_root, data_root, dataset_folder
+from repsim.data.locations import DATA_ENV, cache_root, data_root, dataset_folder
 from repsim.errors import CorruptDataError, DataNotFoundError, InputError
+from repsim.results import atomic_write
 
 IMAGE_SIZE = 84
 PARTS = ("train", "val", "test")

@@ -45,8 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from repsim.data.classes import ClassImages, with_rotations
-from repsim.data.locations import DATA_ENV, atomic_write, cache_root, data_root, dataset_folder
+from repsim.data.locations import DATA_ENV, cache_root, data_root, dataset_folder
 from repsim.errors import CorruptDataError, DataNotFoundError, InputError
+from repsim.results import atomic_write
 
 SETS = ("images_background", "images_evaluation")
 IMAGE_SIZE = 28
