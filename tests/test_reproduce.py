@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -128,3 +129,16 @@ def test_results_folders_that_no_claim_reads_are_not_settings(quick_run, tmp_pat
     report = evaluate_and_report(tmp_path, progress=False).read_text()
     assert f"`{SETTING}`" in report
     assert "bench" not in report
+
+
+@pytest.mark.data
+def test_table5_pools_every_seed_of_a_regime(quick_run):
+    data = json.loads((quick_run / "results" / SETTING / "table5_regimes.json").read_text())
+    maml = data["summary"]["maml"]
+    assert maml["seeds"] == [0, 1]  # the quick runs train two MAML seeds
+    with (quick_run / "results" / SETTING / "table5_regimes.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    per_seed = [float(r["mean"]) for r in rows if r["regime"] == "maml" and r["head"] == "nil"]
+    assert len(per_seed) == 2
+    assert maml["nil"]["mean"] == pytest.approx(sum(per_seed) / 2)  # same tasks for each seed
+    assert maml["seed_std"]["nil"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2)

@@ -402,12 +402,15 @@ def nil_head(rp: Reproduction) -> dict:
 
 
 def regimes(rp: Reproduction) -> dict:
-    """Table 5: each training regime's body with the NIL head and with an adapted head. NIL
-    training runs are labelled by their softmax temperature (``nil@1``, ``nil@10``)."""
+    """Table 5: each training regime's body with the NIL head and with an adapted head, every
+    seed of a regime pooled (the same test tasks for each; the spread of the seeds' own means
+    beside it). NIL training runs are labelled by their softmax temperature (``nil@1``,
+    ``nil@10``)."""
     from repsim.checkpoint import read_checkpoint
     from repsim.results import mean_ci
 
-    out, rows = {}, []
+    pooled: dict[str, dict] = {}
+    rows = []
     for regime in ("maml", "anil", "multiclass", "multitask", "nil", "random"):
         for run in rp.runs_of(regime):
             path = rp.at_common(run) if regime in ("maml", "anil") else rp.root / run.final
@@ -415,11 +418,24 @@ def regimes(rp: Reproduction) -> dict:
             if regime == "nil":
                 scale = read_checkpoint(path)[1]["train"].get("nil_train_scale", 10.0)
                 label = f"nil@{scale:g}"
-            if label in out:  # one run per regime (its first seed)
-                continue
-            out[label] = {h: mean_ci(rp.accuracies(path, head=h)) for h in ("nil", "adapt")}
-            out[label]["iterations"] = rp.common if regime in ("maml", "anil") else run.iterations
-            rows += [{"regime": label, "head": h, **out[label][h]} for h in ("nil", "adapt")]
+            entry = pooled.setdefault(
+                label, {"seeds": [], "iterations": [], "nil": [], "adapt": []}
+            )
+            entry["seeds"].append(run.seed)
+            entry["iterations"].append(rp.common if regime in ("maml", "anil") else run.iterations)
+            for h in ("nil", "adapt"):
+                a = rp.accuracies(path, head=h)
+                entry[h].append(a)
+                rows.append({"regime": label, "seed": run.seed, "head": h, **mean_ci(a)})
+    out = {
+        label: {
+            **{h: mean_ci([x for a in e[h] for x in a]) for h in ("nil", "adapt")},
+            "seed_std": {h: float(np.std([np.mean(a) for a in e[h]])) for h in ("nil", "adapt")},
+            "seeds": e["seeds"],
+            "iterations": min(e["iterations"]),
+        }
+        for label, e in pooled.items()
+    }
     return rp.write("table5_regimes", {"summary": out}, rows)
 
 

@@ -152,17 +152,22 @@ def _setting_section(folder: Path, link: str) -> list[str]:
     t5 = _load(folder, "table5_regimes")
     if t5 and t5["summary"]:
         lines += [
-            "### Table 5: training regimes",
+            "### Table 5: training regimes (seeds pooled; seed std in brackets)",
             "",
-            "| regime | iterations | NIL head (%) | adapted head (%) | paper, NIL head, "
+            "| regime | seeds | iterations | NIL head (%) | adapted head (%) | paper, NIL head, "
             "MiniImageNet 5w1s |",
-            "|---|---|---|---|---|",
+            "|---|---|---|---|---|---|",
         ]
         for regime, v in t5["summary"].items():
             paper = PAPER["table5_nil_head"].get(regime.split("@")[0], "")
+            std = v.get("seed_std", {})
+            cells = [
+                _pct(v[h]) + (f" ({100 * std[h]:.1f})" if len(v.get("seeds", [])) > 1 else "")
+                for h in ("nil", "adapt")
+            ]
             lines.append(
-                f"| {regime} | {v['iterations']} | {_pct(v['nil'])} | {_pct(v['adapt'])} | "
-                f"{paper} |"
+                f"| {regime} | {len(v.get('seeds', [0]))} | {v['iterations']} | {cells[0]} | "
+                f"{cells[1]} | {paper} |"
             )
         lines.append("")
     sp = _load(folder, "speed")
