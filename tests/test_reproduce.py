@@ -142,3 +142,31 @@ def test_table5_pools_every_seed_of_a_regime(quick_run):
     assert len(per_seed) == 2
     assert maml["nil"]["mean"] == pytest.approx(sum(per_seed) / 2)  # same tasks for each seed
     assert maml["seed_std"]["nil"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2)
+
+
+@pytest.mark.data
+def test_two_analysis_processes_give_the_same_results_as_one(
+    quick_run, omniglot_data_dir, tmp_path
+):
+    from repsim.reproduce import Settings, reproduce
+
+    settings = Settings.quick(str(omniglot_data_dir))
+    reproduce([quick_run / "checkpoints"], tmp_path, settings, progress=False, jobs=2)
+    for name in TABLES:
+        if name == "speed":  # timings differ from run to run; everything else is deterministic
+            continue
+        one, two = (
+            json.loads((root / "results" / SETTING / f"{name}.json").read_text())
+            for root in (quick_run, tmp_path)
+        )
+        one.pop("provenance"), two.pop("provenance")
+        assert one == two, name
+    assert (tmp_path / "results" / "report.md").exists()
+
+
+def test_every_analysis_runs_in_exactly_one_parallel_group():
+    from repsim.reproduce.analyses import ALONE, ANALYSES, PARALLEL_GROUPS
+
+    prefixes = [p for group in (*PARALLEL_GROUPS, ALONE) for p in group]
+    for title, _ in ANALYSES:
+        assert sum(title.startswith(p) for p in prefixes) == 1, title

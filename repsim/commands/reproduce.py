@@ -47,6 +47,15 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--tasks", type=int, default=None, help="test tasks for accuracies (600)")
     p.add_argument(
+        "--jobs",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="processes per setting: 2 runs the similarity and the accuracy analyses side by "
+        "side, each with --threads threads; the speed timing runs alone after them "
+        "(default 1)",
+    )
+    p.add_argument(
         "--report-only",
         action="store_true",
         help="re-evaluate the claims and re-render the report from OUT/results, no analyses",
@@ -83,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
         rl_dir = Path(args.rl_checkpoints) if args.rl_checkpoints else CHECKPOINT_DIR / "rl"
     if args.tasks:
         settings.accuracy_tasks = args.tasks
-    report = reproduce(folders, out, settings, rl_dir=rl_dir)
+    report = reproduce(folders, out, settings, rl_dir=rl_dir, jobs=args.jobs)
     print(f"report: {report}")
     return 0

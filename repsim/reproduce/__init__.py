@@ -52,21 +52,22 @@ def reproduce(
     settings: Settings | None = None,
     progress: bool = True,
     rl_dir: str | Path | None = None,
+    jobs: int = 1,
 ) -> Path:
     """Run every analysis on every checkpoint folder and draw its figures, evaluate the meta-RL
     policies in ``rl_dir`` (Table 2's RL rows, into ``OUT/results/rl``), then evaluate the
     claims and render the report over every setting under ``OUT/results`` (so a setting can be
     redone alone: ``ckpt_dirs=[]`` only re-evaluates and re-renders); returns the report's
-    path."""
+    path. ``jobs=2`` runs a setting's analyses in two processes
+    (:func:`repsim.reproduce.analyses.run_setting`)."""
     from repsim.reproduce import analyses, figures
 
     settings = settings or Settings()
     folders = [ckpt_dirs] if isinstance(ckpt_dirs, (str, Path)) else list(ckpt_dirs)
     out = Path(out)
     for folder in folders:
-        rp = analyses.Reproduction(folder, out, settings, progress)
-        analyses.run_all(rp)
-        figures.draw(rp.results, out / "figures" / rp.setting)
+        results = analyses.run_setting(folder, out, settings, progress, jobs)
+        figures.draw(results, out / "figures" / results.name)
     if rl_dir is not None:
         from repsim.rl.report import policy_checkpoints, write_rl_results
 

@@ -525,8 +525,51 @@ ANALYSES = (
 )
 
 
-def run_all(rp: Reproduction) -> None:
-    """Every analysis of one setting; each writes its own results file."""
+def run_all(rp: Reproduction, only: tuple[str, ...] | None = None) -> None:
+    """Every analysis of one setting (or those whose title starts with one of ``only``); each
+    writes its own results file."""
     for title, analysis in ANALYSES:
-        rp.say(title)
-        analysis(rp)
+        if only is None or title.startswith(only):
+            rp.say(title)
+            analysis(rp)
+
+
+# ``jobs=2``: two processes of about equal work (going by the analyses' durations in the 20-way
+# reproduction). Each keeps the accuracy cache its tables share; "Speed" times itself, so it
+# runs alone after them.
+PARALLEL_GROUPS = (
+    ("Figure 2", "Table 1", "Table 3", "Figure 3"),
+    ("Table 2", "Table 4", "Table 5"),
+)
+ALONE = ("Speed",)
+
+
+def _run_group(ckpt_dir, out, settings, progress, only, threads) -> None:
+    torch.set_num_threads(threads)  # a spawned process starts with torch's default (all cores)
+    run_all(Reproduction(ckpt_dir, out, settings, progress), only)
+
+
+def run_setting(
+    ckpt_dir: str | Path, out: str | Path, settings: Settings, progress=True, jobs: int = 1
+) -> Path:
+    """Every analysis of one checkpoint folder, in one process or (``jobs >= 2``) the groups
+    of :data:`PARALLEL_GROUPS` side by side, each process with this process's torch thread
+    count; returns the setting's results folder."""
+    rp = Reproduction(ckpt_dir, out, settings, progress)
+    if jobs < 2:
+        run_all(rp)
+        return rp.results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = torch.get_num_threads()
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+    with ProcessPoolExecutor(len(PARALLEL_GROUPS), mp_context=context) as pool:
+        done = [
+            pool.submit(_run_group, ckpt_dir, out, settings, progress, group, threads)
+            for group in PARALLEL_GROUPS
+        ]
+        for future in done:
+            future.result()  # re-raises an analysis's error here
+    run_all(rp, ALONE)
+    return rp.results
