@@ -14,6 +14,7 @@ from repsim.similarity import (
     cca_98,
     cca_coefficients,
     chance_level,
+    get_measure,
     similarity_matrix,
     truncated_mean,
 )
@@ -111,3 +112,16 @@ def test_similarity_cli_prints_the_chance_level_beside_each_value(tmp_path, caps
 
     conv1 = next(line for line in text.splitlines() if line.startswith("conv1"))
     assert len(re.findall(r"\[0\.\d\d\]", conv1)) == 2  # CCA and CKA, each with its chance
+
+
+@pytest.mark.parametrize("measure", ["cca", "cca98", "svcca", "pwcca", "cka", "rbf_cka"])
+def test_chance_level_prepared_once_equals_the_measure_on_each_permutation(measure):
+    """chance_level prepares x once; it must equal the public function on every permuted y."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((120, 6)).astype(np.float32)
+    y = (x @ rng.standard_normal((6, 5)) + 0.5 * rng.standard_normal((120, 5))).astype(np.float32)
+    g = torch.Generator().manual_seed(7)
+    orders = [torch.randperm(120, generator=g) for _ in range(4)]
+    fn = get_measure(measure)
+    expected = np.mean([fn(x, y[o.numpy()]) for o in orders])
+    assert chance_level(measure, x, y, permutations=4, seed=7) == pytest.approx(expected, rel=1e-12)

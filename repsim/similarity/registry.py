@@ -122,6 +122,13 @@ def prepared_pair(
     name: str, x: Array, y: Array, dtype: torch.dtype, **kwargs
 ) -> tuple[Measure, dict, Any, Any]:
     """Validate a pair, resolve the options and prepare both sides."""
+    spec, options, tx, ty, ctx = _pair_context(name, x, y, dtype, kwargs)
+    a = spec.prepare(tx, "x", dataclasses.replace(ctx, data_eps=input_eps(x), side=0))
+    b = spec.prepare(ty, "y", dataclasses.replace(ctx, data_eps=input_eps(y), side=1))
+    return spec, options, a, b
+
+
+def _pair_context(name: str, x: Array, y: Array, dtype: torch.dtype, kwargs: Mapping):
     spec = get_spec(name)
     options = spec.resolve(kwargs)
     tx, ty = check_pair(x, y, dtype)
@@ -130,9 +137,17 @@ def prepared_pair(
     ctx = Context(
         dtype, options, feature_space=_cka.use_feature_space(n, [tx.shape[1], ty.shape[1]])
     )
+    return spec, options, tx, ty, ctx
+
+
+def compute_reordered(
+    name: str, x: Array, y: Array, orders: list[torch.Tensor], dtype: torch.dtype
+) -> list[float]:
+    """``pair(prepare(x), prepare(y[order]))`` for each row order of y; x is prepared once."""
+    spec, options, tx, ty, ctx = _pair_context(name, x, y, dtype, {})
     a = spec.prepare(tx, "x", dataclasses.replace(ctx, data_eps=input_eps(x), side=0))
-    b = spec.prepare(ty, "y", dataclasses.replace(ctx, data_eps=input_eps(y), side=1))
-    return spec, options, a, b
+    side_y = dataclasses.replace(ctx, data_eps=input_eps(y), side=1)
+    return [spec.pair(a, spec.prepare(ty[o.to(ty.device)], "y", side_y), options) for o in orders]
 
 
 def compute(name: str, x: Array, y: Array, dtype: torch.dtype, **kwargs) -> float:
