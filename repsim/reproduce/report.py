@@ -31,7 +31,9 @@ def _setting_section(folder: Path, link: str) -> list[str]:
     fig2 = _load(folder, "figure2_similarity")
     anchor = fig2 or _load(folder, "table2_maml_vs_anil") or {}
     tr = anchor.get("train", {})
-    runs = anchor.get("runs", {})
+    runs = {}  # every run any results file of this setting read (a table may be redone alone)
+    for path in sorted(folder.glob("*.json")):
+        runs.update(_load(folder, path.stem).get("runs", {}))
     lengths = ", ".join(
         f"{name} {r['iterations']}" + (f" ({r['device']})" if r.get("device") != "cpu" else "")
         for name, r in sorted(runs.items())
