@@ -170,3 +170,24 @@ def test_every_analysis_runs_in_exactly_one_parallel_group():
     prefixes = [p for group in (*PARALLEL_GROUPS, ALONE) for p in group]
     for title, _ in ANALYSES:
         assert sum(title.startswith(p) for p in prefixes) == 1, title
+
+
+@pytest.mark.data
+def test_two_processes_from_a_script_on_stdin_fall_back_to_one(
+    quick_run, omniglot_data_dir, tmp_path
+):
+    """A spawned process re-imports __main__; `python - < script` has no file to import."""
+    import subprocess
+    import sys
+
+    script = (
+        "from repsim.reproduce import Settings, reproduce\n"
+        f"reproduce([{str(quick_run / 'checkpoints')!r}], {str(tmp_path)!r}, "
+        f"Settings.quick({str(omniglot_data_dir)!r}), jobs=2)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "one process" in done.stdout
+    assert (tmp_path / "results" / SETTING / "table5_regimes.json").exists()

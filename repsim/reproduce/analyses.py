@@ -555,7 +555,15 @@ def run_setting(
     """Every analysis of one checkpoint folder, in one process or (``jobs >= 2``) the groups
     of :data:`PARALLEL_GROUPS` side by side, each process with this process's torch thread
     count; returns the setting's results folder."""
+    import os
+    import sys
+
     rp = Reproduction(ckpt_dir, out, settings, progress)
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if jobs >= 2 and main_file is not None and not os.path.exists(main_file):
+        # a spawned process re-imports __main__: a script read from stdin cannot be
+        rp.say(f"one process: __main__ is {main_file!r}, which a second process cannot import")
+        jobs = 1
     if jobs < 2:
         run_all(rp)
         return rp.results
