@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -555,9 +557,6 @@ def run_setting(
     """Every analysis of one checkpoint folder, in one process or (``jobs >= 2``) the groups
     of :data:`PARALLEL_GROUPS` side by side, each process with this process's torch thread
     count; returns the setting's results folder."""
-    import os
-    import sys
-
     rp = Reproduction(ckpt_dir, out, settings, progress)
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
     if jobs >= 2 and main_file is not None and not os.path.exists(main_file):

@@ -162,14 +162,13 @@ def _setting_section(folder: Path, link: str) -> list[str]:
         ]
         for regime, v in t5["summary"].items():
             paper = PAPER["table5_nil_head"].get(regime.split("@")[0], "")
-            std = v.get("seed_std", {})
+            seeds = len(v.get("seeds", [None]))  # results from before seeds were pooled: one
             cells = [
-                _pct(v[h]) + (f" ({100 * std[h]:.1f})" if len(v.get("seeds", [])) > 1 else "")
+                _pct(v[h]) + (f" ({100 * v['seed_std'][h]:.1f})" if seeds > 1 else "")
                 for h in ("nil", "adapt")
             ]
             lines.append(
-                f"| {regime} | {len(v.get('seeds', [0]))} | {v['iterations']} | {cells[0]} | "
-                f"{cells[1]} | {paper} |"
+                f"| {regime} | {seeds} | {v['iterations']} | {cells[0]} | {cells[1]} | {paper} |"
             )
         lines.append("")
     sp = _load(folder, "speed")

@@ -153,9 +153,14 @@ def chance_level(
     fn = get_measure(measure) if isinstance(measure, str) else measure
     if int(permutations) < 1:
         raise InputError(f"permutations must be at least 1, got {permutations!r}")
-    tx, ty = check_pair(x, y, dtype)
     g = torch.Generator().manual_seed(int(seed))
-    orders = [torch.randperm(ty.shape[0], generator=g) for _ in range(int(permutations))]
-    if isinstance(measure, str):  # a registered measure: x's own work is done once
+
+    def orders(n: int) -> list[torch.Tensor]:
+        return [torch.randperm(n, generator=g) for _ in range(int(permutations))]
+
+    if isinstance(measure, str):  # a registered measure: validated once, x prepared once
         return float(np.mean(compute_reordered(measure, x, y, orders, dtype)))
-    return float(np.mean([float(fn(tx, ty[o.to(ty.device)], dtype=dtype)) for o in orders]))
+    tx, ty = check_pair(x, y, dtype)
+    return float(
+        np.mean([float(fn(tx, ty[o.to(ty.device)], dtype=dtype)) for o in orders(ty.shape[0])])
+    )

@@ -141,13 +141,17 @@ def _pair_context(name: str, x: Array, y: Array, dtype: torch.dtype, kwargs: Map
 
 
 def compute_reordered(
-    name: str, x: Array, y: Array, orders: list[torch.Tensor], dtype: torch.dtype
+    name: str, x: Array, y: Array, orders: Callable[[int], list[torch.Tensor]], dtype: torch.dtype
 ) -> list[float]:
-    """``pair(prepare(x), prepare(y[order]))`` for each row order of y; x is prepared once."""
+    """``pair(prepare(x), prepare(y[order]))`` for each row order of y, ``orders(n)`` giving
+    the orders of the n validated datapoints; x is prepared once."""
     spec, options, tx, ty, ctx = _pair_context(name, x, y, dtype, {})
     a = spec.prepare(tx, "x", dataclasses.replace(ctx, data_eps=input_eps(x), side=0))
     side_y = dataclasses.replace(ctx, data_eps=input_eps(y), side=1)
-    return [spec.pair(a, spec.prepare(ty[o.to(ty.device)], "y", side_y), options) for o in orders]
+    return [
+        spec.pair(a, spec.prepare(ty[o.to(ty.device)], "y", side_y), options)
+        for o in orders(ty.shape[0])
+    ]
 
 
 def compute(name: str, x: Array, y: Array, dtype: torch.dtype, **kwargs) -> float:
