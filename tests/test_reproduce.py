@@ -168,7 +168,7 @@ def test_every_analysis_runs_in_exactly_one_parallel_group():
     from repsim.reproduce.analyses import ALONE, ANALYSES, PARALLEL_GROUPS
 
     prefixes = [p for group in (*PARALLEL_GROUPS, ALONE) for p in group]
-    for title, _ in ANALYSES:
+    for title, *_ in ANALYSES:
         assert sum(title.startswith(p) for p in prefixes) == 1, title
 
 
@@ -191,3 +191,37 @@ def test_two_processes_from_a_script_on_stdin_fall_back_to_one(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "one process" in done.stdout
     assert (tmp_path / "results" / SETTING / "table5_regimes.json").exists()
+
+
+@pytest.mark.data
+def test_a_maml_only_folder_runs_what_maml_decides_and_removes_stale_tables(
+    quick_run, omniglot_data_dir, tmp_path
+):
+    """E.g. the 5-shot folder (one MAML run, for Table 1's 5-shot band): Tables 2, 3 and 5 need
+    other runs, so they are skipped, and the tables an earlier reproduction of the same setting
+    left behind are removed rather than reported beside runs that are no longer there."""
+    import shutil
+
+    from repsim.reproduce import Settings, read_manifest, reproduce, write_manifest
+
+    src = quick_run / "checkpoints"
+    folder = tmp_path / "maml_only"
+    run = next(r for r in read_manifest(src) if r.algorithm == "maml" and r.seed == 0)
+    shutil.copytree(src / run.name, folder / run.name)
+    write_manifest(folder, [run])
+    shutil.copytree(quick_run / "results", tmp_path / "results")  # the same setting, all runs
+    reproduce([folder], tmp_path, Settings.quick(str(omniglot_data_dir)), progress=False)
+    results = tmp_path / "results" / SETTING
+    for name in ("table2_maml_vs_anil", "table3_seed_similarity", "table5_regimes"):
+        assert not (results / f"{name}.json").exists() and not (results / f"{name}.csv").exists()
+    fig2 = json.loads((results / "figure2_similarity.json").read_text())
+    assert list(fig2["summary"]) == ["maml"] and list(fig2["runs"]) == [run.name]
+    assert json.loads((results / "table1_freezing.json").read_text())["runs"] == fig2["runs"]
+    assert not (tmp_path / "figures" / SETTING / "figure2_anil.png").exists()
+
+    def table2_rows(root):
+        claims = json.loads((root / "results" / "claims.json").read_text())["claims"]
+        return [c for c in claims if c["key"] == "anil_vs_maml" and c["setting"] == SETTING]
+
+    assert table2_rows(quick_run)  # with MAML and ANIL runs the setting tests Table 2 ...
+    assert table2_rows(tmp_path) == []  # ... without them its clauses are not evaluated there

@@ -183,6 +183,8 @@ def before_after(rp: Reproduction) -> dict:
 
     out, all_rows = {}, []
     for algorithm in ("maml", "anil"):
+        if not rp.runs_of(algorithm):
+            continue  # a folder with MAML only draws no ANIL figure
         records = []
         for run in rp.runs_of(algorithm):
             change = _change(rp, rp.at_common(run))
@@ -515,25 +517,66 @@ def _median_time(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
+def _needs_maml_and_anil(rp: Reproduction) -> str:
+    have = {r.algorithm for r in rp.meta_runs}
+    return "" if have == {"maml", "anil"} else "needs MAML and ANIL runs"
+
+
+def _needs_two_meta_runs(rp: Reproduction) -> str:
+    return "" if len(rp.meta_runs) >= 2 else "needs two MAML/ANIL runs to compare"
+
+
+def _needs_a_baseline(rp: Reproduction) -> str:
+    if {r.algorithm for r in rp.runs} - {"maml", "anil"}:
+        return ""
+    return "needs a regime besides MAML and ANIL (multiclass, random, ...)"
+
+
+def _always(rp: Reproduction) -> str:
+    return ""  # a MAML run is enough, and every folder has one
+
+
+# (title, analysis, what the folder must hold: "" when it does, else why it is skipped). A
+# folder with only MAML (e.g. Omniglot 5-way 5-shot, there for Table 1's 5-shot band) runs the
+# analyses that MAML alone decides.
 ANALYSES = (
-    ("Figure 2: similarity before vs after adaptation", before_after),
-    ("Table 1: test-time freezing", freezing),
-    ("Table 2: MAML vs ANIL", maml_vs_anil),
-    ("Table 3: similarity across seeds", seed_similarity),
-    ("Table 4 / Appendix D.1: NIL head", nil_head),
-    ("Table 5: training regimes", regimes),
-    ("Figure 3 / weight movement: along training", along_training),
-    ("Speed: ANIL vs MAML", speed),
+    ("Figure 2: similarity before vs after adaptation", before_after, _always),
+    ("Table 1: test-time freezing", freezing, _always),
+    ("Table 2: MAML vs ANIL", maml_vs_anil, _needs_maml_and_anil),
+    ("Table 3: similarity across seeds", seed_similarity, _needs_two_meta_runs),
+    ("Table 4 / Appendix D.1: NIL head", nil_head, _always),
+    ("Table 5: training regimes", regimes, _needs_a_baseline),
+    ("Figure 3 / weight movement: along training", along_training, _always),
+    ("Speed: ANIL vs MAML", speed, _always),
 )
+RESULT_FILES = {  # what each analysis writes: a skipped one's old files are removed
+    before_after: ("figure2_similarity",),
+    freezing: ("table1_freezing",),
+    maml_vs_anil: ("table2_maml_vs_anil",),
+    seed_similarity: ("table3_seed_similarity",),
+    nil_head: ("table4_nil",),
+    regimes: ("table5_regimes",),
+    along_training: ("figure3_training", "weight_movement"),
+    speed: ("speed",),
+}
 
 
 def run_all(rp: Reproduction, only: tuple[str, ...] | None = None) -> None:
     """Every analysis of one setting (or those whose title starts with one of ``only``); each
-    writes its own results file."""
-    for title, analysis in ANALYSES:
-        if only is None or title.startswith(only):
-            rp.say(title)
-            analysis(rp)
+    writes its own results file. One whose runs the folder lacks is skipped, and the results
+    file an earlier reproduction left in its place is removed (it would describe other runs)."""
+    for title, analysis, needs in ANALYSES:
+        if only is not None and not title.startswith(only):
+            continue
+        why = needs(rp)
+        if why:
+            rp.say(f"{title}: skipped ({why})")
+            for name in RESULT_FILES[analysis]:
+                for ext in ("json", "csv"):
+                    (rp.results / f"{name}.{ext}").unlink(missing_ok=True)
+            continue
+        rp.say(title)
+        analysis(rp)
 
 
 # ``jobs=2``: two processes of about equal work (going by the analyses' durations in the 20-way
