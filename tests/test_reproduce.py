@@ -42,8 +42,12 @@ def quick_run(tmp_path_factory, omniglot_data_dir):
 
 @pytest.mark.data
 def test_quick_reproduction_writes_every_table_figure_and_the_report(quick_run):
+    from repsim.reproduce.analyses import RESULT_FILES
     from repsim.reproduce.claims import CLAIMS
 
+    written = {p.stem for p in (quick_run / "results" / SETTING).glob("*.json")}
+    # what a skipped analysis removes is exactly what the analyses write
+    assert written == {n for names in RESULT_FILES.values() for n in names} == set(TABLES)
     for name in TABLES:
         data = json.loads((quick_run / "results" / SETTING / f"{name}.json").read_text())
         assert data["provenance"]["code_version"]["repsim"]

@@ -183,10 +183,11 @@ def before_after(rp: Reproduction) -> dict:
 
     out, all_rows = {}, []
     for algorithm in ("maml", "anil"):
-        if not rp.runs_of(algorithm):
+        runs = rp.runs_of(algorithm)
+        if not runs:
             continue  # a folder with MAML only draws no ANIL figure
         records = []
-        for run in rp.runs_of(algorithm):
+        for run in runs:
             change = _change(rp, rp.at_common(run))
             records += [{**r, "seed": run.seed} for r in change.records]
         summary = summarise(records, ("layer", "measure"))
