@@ -101,7 +101,13 @@ def test_sampler_for(
     split = train.get("split", "maml")
     if part == "test" and split == "background":
         part = "evaluation"
-    classes = load_classes(train.get("dataset", "omniglot"), split, part, data_dir)
+    classes = load_classes(
+        train.get("dataset", "omniglot"),
+        split,
+        part,
+        data_dir,
+        image_mode=train.get("image_mode", "grey"),
+    )
     return TaskSampler(
         classes,
         ways or int(train.get("ways", 5)),

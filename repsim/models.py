@@ -31,6 +31,8 @@ ANALYSIS_LAYERS = (*BODY_LAYERS, "head")
 NORM_MODES = ("transductive", "running")
 NORM_AFFINE = ("full", "beta")  # scale and shift, or shift only (the original code's default)
 HEAD_INITS = ("xavier", "normal")  # Xavier-uniform, or N(0, 1) (the original Omniglot code)
+# 1 pixel on every side, or TensorFlow's 'SAME' (the original code): 0 before / 1 after at stride 2
+PADDINGS = ("symmetric", "tf-same")
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,11 @@ class Conv4Config:
     norm_momentum: float = 0.1
     norm_affine: str = "full"  # "full": scale and shift; "beta": shift only
     head_init: str = "xavier"  # "xavier": Xavier-uniform; "normal": N(0, 1) weights
+    padding: str = "symmetric"  # "symmetric": 1 pixel each side; "tf-same": TensorFlow's 'SAME'
 
     def __post_init__(self):
+        if self.padding not in PADDINGS:
+            raise InputError(f"padding must be one of {PADDINGS}, got {self.padding!r}")
         if self.norm_affine not in NORM_AFFINE:
             raise InputError(f"norm_affine must be one of {NORM_AFFINE}, got {self.norm_affine!r}")
         if self.head_init not in HEAD_INITS:
@@ -184,16 +189,32 @@ class BatchStatNorm(nn.Module):
         return f"{self.weight.shape[0]}, mode={self.mode!r}, eps={self.eps}"
 
 
+def tf_same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """Pad ``(N, C, H, W)`` as TensorFlow's 'SAME' does: total ``max((ceil(s/stride)-1)*stride
+    + kernel - s, 0)``, the smaller half before, the larger after."""
+    pads = []
+    for size in (x.shape[3], x.shape[2]):  # F.pad wants (left, right, top, bottom)
+        out = -(-size // stride)
+        total = max((out - 1) * stride + kernel - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+
 class ConvBlock(nn.Module):
-    """3x3 conv ('same' padding) -> norm -> ReLU [-> 2x2 max-pool]."""
+    """3x3 conv ('same' padding: symmetric, or TensorFlow's) -> norm -> ReLU [-> 2x2 max-pool]."""
 
     def __init__(self, cin: int, cout: int, cfg: Conv4Config):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 3, stride=cfg.stride, padding=1)
+        self.tf_same = cfg.padding == "tf-same"
+        self.stride = cfg.stride
+        pad = 0 if self.tf_same else 1
+        self.conv = nn.Conv2d(cin, cout, 3, stride=cfg.stride, padding=pad)
         self.norm = BatchStatNorm(cout, cfg.norm, cfg.norm_eps, cfg.norm_momentum, cfg.norm_affine)
         self.max_pool = cfg.max_pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tf_same:
+            x = tf_same_pad(x, 3, self.stride)
         x = F.relu(self.norm(self.conv(x)))
         if self.max_pool:
             x = F.max_pool2d(x, 2)

@@ -190,11 +190,15 @@ def train(
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
 
-    train_classes = load_classes(cfg.dataset, cfg.split, "train", cfg.data_dir, cfg.rotations)
+    train_classes = load_classes(
+        cfg.dataset, cfg.split, "train", cfg.data_dir, cfg.rotations, image_mode=cfg.image_mode
+    )
     val_part = (
         "val" if cfg.split == "maml" else ("test" if cfg.split == "vinyals" else "evaluation")
     )
-    val_classes = load_classes(cfg.dataset, cfg.split, val_part, cfg.data_dir)
+    val_classes = load_classes(
+        cfg.dataset, cfg.split, val_part, cfg.data_dir, image_mode=cfg.image_mode
+    )
     train_sampler = TaskSampler(
         train_classes, cfg.ways, cfg.shots, cfg.queries, cfg.seed, rotate=cfg.task_rotations
     )
@@ -204,7 +208,15 @@ def train(
     split_meta = {
         "train": {
             k: train_classes.meta.get(k)
-            for k in ("dataset", "split", "part", "rotations", "n_classes", "source_digest")
+            for k in (
+                "dataset",
+                "split",
+                "part",
+                "rotations",
+                "n_classes",
+                "source_digest",
+                "image_mode",
+            )
         },
         "val": {k: val_classes.meta.get(k) for k in ("dataset", "split", "part")},
         "val_task_seed": 1000,
@@ -212,7 +224,13 @@ def train(
 
     model_ways = train_classes.n_classes if cfg.algorithm == "multiclass" else cfg.ways
     model_cfg = Conv4Config.for_dataset(
-        cfg.dataset, model_ways, norm=cfg.norm, norm_affine=cfg.norm_affine, head_init=cfg.head_init
+        cfg.dataset,
+        model_ways,
+        norm=cfg.norm,
+        norm_affine=cfg.norm_affine,
+        head_init=cfg.head_init,
+        norm_eps=cfg.norm_eps,
+        padding=cfg.padding,
     )
     model = Conv4(model_cfg).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.outer_lr)

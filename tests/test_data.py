@@ -190,3 +190,17 @@ def test_corrupt_image_bytes():
     png = (OMNIGLOT / "LICENSE").read_bytes()  # not an image at all
     with pytest.raises(CorruptDataError, match="x.png: cannot decode"):
         decode_drawing(png, "x.png")
+
+
+def test_binary_images_are_the_original_codes_strokes_and_cached_apart(cache_dir):
+    grey = load("maml", "test", cache_dir)
+    binary = load("maml", "test", cache_dir, image_mode="binary")
+    g, b = np.asarray(grey.images[:40], np.float64), np.asarray(binary.images[:40], np.float64)
+    assert set(np.unique(b)) == {0.0, 255.0}  # nearest-neighbour of a mode-"1" image
+    assert np.unique(g).size > 100  # Lanczos grey levels
+    assert np.corrcoef(g.ravel(), b.ravel())[0, 1] > 0.8  # the same strokes
+    assert grey.class_names == binary.class_names
+    assert binary.meta["image_mode"] == "binary" and grey.meta["image_mode"] == "grey"
+    assert binary.meta["cache_file"] != grey.meta["cache_file"]
+    with pytest.raises(InputError, match="image mode"):
+        load("maml", "test", cache_dir, image_mode="sepia")

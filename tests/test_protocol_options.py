@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from repsim.data import ClassImages, TaskSampler
 from repsim.errors import InputError
@@ -82,7 +83,10 @@ def test_paper_presets_record_the_original_protocol():
     for name, ways in (("paper-omniglot-20way", 20), ("paper-omniglot-5way", 5)):
         cfg = config_from_preset(name)
         assert (cfg.ways, cfg.shots, cfg.queries) == (ways, 1, 1)
-        assert (cfg.inner_steps, cfg.test_inner_steps, cfg.outer_lr) == (5, 10, 1e-3)
+        # Finn et al. A.1 / main.py: 1 training step at 5-way, 5 at 20-way; 10 at test
+        train_steps = 1 if ways == 5 else 5
+        assert (cfg.inner_steps, cfg.test_inner_steps, cfg.outer_lr) == (train_steps, 10, 1e-3)
+        assert config_from_preset(f"omniglot-{ways}way").inner_steps == train_steps
         assert cfg.head_init == "normal" and cfg.norm_affine == "beta" and cfg.task_rotations
         # alpha (0.4 at 5-way, 0.1 at 20-way, on the summed loss / K) mapped to the mean loss
         assert cfg.inner_lr == pytest.approx(ways * (0.4 if ways == 5 else 0.1))
@@ -102,6 +106,87 @@ def test_inner_loop_from_record_reads_algorithm_rate_steps_and_freezing():
     assert InnerLoop.from_record(model, {"train": {"algorithm": "fomaml"}}).first_order
     adapter = {"adapt": {"adapted": ["head.weight"], "inner_lr": 0.1, "inner_steps": 2}}
     assert InnerLoop.from_record(model, adapter).names == ("head.weight",)
+
+
+def test_tf_same_padding_pads_one_pixel_after_and_none_before_at_stride_two():
+    torch.manual_seed(0)
+    tf = Conv4(Conv4Config.omniglot(5, padding="tf-same")).double()
+    sym = Conv4(Conv4Config.omniglot(5)).double()
+    sym.load_state_dict(tf.state_dict())  # same parameter names and shapes
+    x = torch.rand(3, 1, 28, 28, dtype=torch.float64)
+    conv = tf.conv1.conv
+    expected = F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight, conv.bias, stride=2)
+    torch.testing.assert_close(conv(F.pad(x, (0, 1, 0, 1))), expected)
+    torch.testing.assert_close(tf.conv1.norm(expected).relu(), tf.conv1(x))
+    # 7 -> 4 at stride 2 needs 2 pixels: TF puts one on each side, like the symmetric padding
+    h7 = torch.rand(3, 64, 7, 7, dtype=torch.float64)
+    torch.testing.assert_close(tf.conv3(h7), sym.conv3(h7))
+    assert not torch.allclose(tf.conv1(x), sym.conv1(x))
+    for model in (tf, sym):  # 28 -> 14 -> 7 -> 4 -> 2 either way
+        assert model.body(x).shape == (3, 64)
+    with pytest.raises(InputError, match="padding"):
+        Conv4Config.omniglot(5, padding="valid")
+
+
+def test_norm_eps_is_the_models_epsilon():
+    model = Conv4(Conv4Config.omniglot(5, norm_eps=1e-3)).double()
+    x = torch.rand(4, 64, 3, 3, dtype=torch.float64) * 0.01  # variance comparable to eps
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = (x - mean).pow(2).mean(dim=(0, 2, 3), keepdim=True)
+    expected = (x - mean) / torch.sqrt(var + 1e-3)  # shift 0, scale 1 at initialisation
+    torch.testing.assert_close(model.conv2.norm(x), expected)
+
+
+def test_the_image_mode_of_a_record_decides_the_test_images(monkeypatch):
+    from repsim.evaluate import test_sampler_for
+
+    seen = {}
+
+    def fake_load(dataset, split, part, data_dir=None, rotations=False, cache_dir=None, **kw):
+        seen.update(kw, part=part)
+        return _classes(n_classes=8, per_class=6, side=28)
+
+    monkeypatch.setattr("repsim.data.load_classes", fake_load)
+    test_sampler_for({"train": {"image_mode": "binary", "ways": 3}}, queries=2)
+    assert seen == {"image_mode": "binary", "part": "test"}
+    test_sampler_for({"train": {"ways": 3}}, queries=2)  # records from before the option: grey
+    assert seen["image_mode"] == "grey"
+
+
+def _train_tiny(tmp_path, monkeypatch, **options):
+    import repsim.train as train_mod
+
+    classes = _classes(n_classes=12, per_class=6, side=28)
+    monkeypatch.setattr(
+        "repsim.data.load_classes", lambda *a, **k: classes, raising=True
+    )  # the trainer imports load_classes from repsim.data at call time
+    cfg = TrainConfig(
+        ways=3,
+        shots=1,
+        queries=2,
+        test_queries=2,
+        meta_batch=2,
+        inner_steps=1,
+        test_inner_steps=2,
+        iterations=4,
+        log_every=2,
+        val_tasks=2,
+        val_every=4,
+        **options,
+    )
+    return train_mod.train(cfg, tmp_path, progress=False)
+
+
+def test_the_original_codes_eps_padding_and_images_are_recorded_and_rebuilt(tmp_path, monkeypatch):
+    from repsim.checkpoint import load_checkpoint
+
+    final = _train_tiny(
+        tmp_path, monkeypatch, norm_eps=1e-3, padding="tf-same", image_mode="binary"
+    )
+    model, record = load_checkpoint(final)
+    assert record["model"]["norm_eps"] == 1e-3 and record["model"]["padding"] == "tf-same"
+    assert record["train"]["image_mode"] == "binary"
+    assert model.conv1.norm.eps == 1e-3 and model.conv1.tf_same
 
 
 @pytest.mark.parametrize("norm_affine", ["beta", "full"])

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repsim.errors import CheckpointError, InputError
-from repsim.models import BatchStatNorm, BodyHeadModel
+from repsim.models import BatchStatNorm, BodyHeadModel, tf_same_pad
 
 ORDERS = ("conv-norm-act", "conv-act-norm")
 READOUTS = ("mean", "flatten", "flatten_nhwc")
@@ -99,17 +99,6 @@ class ScaleFreeNorm(BatchStatNorm):
         super().__init__(channels, "transductive", eps)
         del self.weight
         self.register_buffer("weight", torch.ones(channels), persistent=False)
-
-
-def tf_same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """Pad ``(N, C, H, W)`` as TensorFlow's 'SAME' does: total ``max((ceil(s/stride)-1)*stride
-    + kernel - s, 0)``, the smaller half before, the larger after."""
-    pads = []
-    for size in (x.shape[3], x.shape[2]):  # F.pad wants (left, right, top, bottom)
-        out = -(-size // stride)
-        total = max((out - 1) * stride + kernel - size, 0)
-        pads += [total // 2, total - total // 2]
-    return F.pad(x, pads)
 
 
 class Block(nn.Module):

@@ -266,13 +266,17 @@ def build_tasks(
         classes = load_probe(args.probe, image_shape, invert=args.invert)
         source = {"source": "probe", "probe": str(args.probe)}
     elif data_dir is not None:
-        classes = data.load_classes(dataset, split, args.part, data_dir, rotations=False)
+        image_mode = setting(config, "image_mode", "grey")
+        classes = data.load_classes(
+            dataset, split, args.part, data_dir, rotations=False, image_mode=image_mode
+        )
         source = {
             "source": "dataset",
             "data_dir": str(data_dir),
             "dataset": dataset,
             "split": split,
             "part": args.part,
+            "image_mode": image_mode,
         }
     else:
         classes = data.load_probe_classes()

@@ -31,6 +31,11 @@ HELP = {
     "task_rotations": "turn each class of a task by k x 90 degrees (at training and at test)",
     "head_init": "head init: xavier, or normal (N(0, 1), as the original Omniglot code)",
     "norm_affine": "norm parameters: full (scale and shift), or beta (shift only, original)",
+    "norm_eps": "norm epsilon (PyTorch's 1e-5; the original code's TensorFlow batch_norm: 1e-3)",
+    "padding": "conv padding: symmetric (1 pixel each side) or tf-same (TensorFlow's 'SAME', "
+    "0 before / 1 after at stride 2, as the original code)",
+    "image_mode": "Omniglot images: grey (Lanczos grey levels) or binary (the original code's "
+    "resize of the mode-1 image: nearest-neighbour strokes)",
     "ways": "classes per task (N)",
     "shots": "support examples per class (K)",
     "queries": "query examples per class (training tasks)",
@@ -60,7 +65,8 @@ SHARED = {"threads", "data_dir"}
 
 def _choices() -> dict[str, tuple]:
     from repsim.data import DATASETS
-    from repsim.models import HEAD_INITS, NORM_AFFINE, NORM_MODES
+    from repsim.data.omniglot import IMAGE_MODES
+    from repsim.models import HEAD_INITS, NORM_AFFINE, NORM_MODES, PADDINGS
     from repsim.train import ALGORITHMS
 
     return {
@@ -69,6 +75,8 @@ def _choices() -> dict[str, tuple]:
         "norm_affine": NORM_AFFINE,
         "dataset": DATASETS,
         "norm": NORM_MODES,
+        "padding": PADDINGS,
+        "image_mode": IMAGE_MODES,
         "vmap": ("auto", "on", "off"),
     }
 

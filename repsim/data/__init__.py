@@ -35,13 +35,16 @@ def load_classes(
     data_dir: str | Path | None = None,
     rotations: bool = False,
     cache_dir: str | Path | None = None,
+    image_mode: str = "grey",
 ) -> ClassImages:
     """The images of one split part of a dataset, grouped by class.
 
     ``dataset="omniglot"``: splits ``maml`` (train/val/test = 1,100/100/423 characters),
     ``vinyals`` (train/test = 1,200/423) and ``background`` (background/evaluation = 964/659);
     uint8 ``[n, 20, 1, 28, 28]``, strokes 255. ``rotations=True`` adds 90/180/270-degree
-    copies as extra classes (4x).
+    copies as extra classes (4x). ``image_mode``: ``"grey"`` (Lanczos grey levels) or
+    ``"binary"`` (the original code's nearest-neighbour strokes); see
+    :mod:`repsim.data.omniglot`.
     ``dataset="miniimagenet"`` (user-supplied): split ``maml`` = ``ravi`` (Ravi & Larochelle's
     64/16/20 classes), uint8 ``[n, 600, 3, 84, 84]``, memory-mapped.
     Data from ``data_dir``, else ``$REPSIM_DATA``; decoded once
@@ -52,8 +55,10 @@ def load_classes(
     if dataset == "omniglot":
         from repsim.data.omniglot import load_omniglot
 
-        return load_omniglot(split, part, data_dir, rotations, cache_dir)
+        return load_omniglot(split, part, data_dir, rotations, cache_dir, image_mode)
     if dataset == "miniimagenet":
+        if image_mode != "grey":
+            raise InputError(f"image_mode {image_mode!r} is for Omniglot; MiniImageNet has none")
         from repsim.data.miniimagenet import load_miniimagenet
 
         return load_miniimagenet(split, part, data_dir, rotations, cache_dir)

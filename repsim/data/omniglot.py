@@ -8,12 +8,18 @@ Source layout (the official ``python/`` zips of https://github.com/brendenlake/o
 Each character ("class") has 20 drawings, 105x105 PNGs in mode "1" with white (1) background
 and black (0) strokes. 964 background + 659 evaluation characters = 1,623 in 50 alphabets.
 
-Decoding (once, then cached): each drawing is converted to 8-bit grey, resized to 28x28 with
-Pillow's Lanczos filter and inverted, so strokes are high (255) and background 0 -- the
-orientation MAML's data loader produces (it computes ``1 - image/255``). Note: Finn et al.'s
-``resize_images.py`` calls ``resize(..., LANCZOS)`` on the mode-"1" image itself, for which
-Pillow silently falls back to nearest-neighbour, so their 28x28 images are binary; ours keep
-Lanczos' grey levels (``meta["preprocessing"]`` says so).
+Decoding (once per image mode, then cached), chosen by ``image_mode``:
+
+- ``"grey"`` (the default): each drawing is converted to 8-bit grey, resized to 28x28 with
+  Pillow's Lanczos filter and inverted, so strokes are high (255) and background 0 -- the
+  orientation MAML's data loader produces (it computes ``1 - image/255``).
+- ``"binary"``: the original code's images. Finn et al.'s ``data/omniglot_resized/
+  resize_images.py`` calls ``resize((28, 28), resample=Image.LANCZOS)`` on the mode-"1" image
+  itself; Pillow resamples mode "1" with nearest-neighbour whatever filter is asked for, so
+  their 28x28 images are binary strokes (0 or 255 here). We make the same call on the same
+  mode-"1" image.
+
+``meta["preprocessing"]`` says which was used.
 
 Cache: one uint8 ``.npz`` of all 1,623 characters (``[1623, 20, 28, 28]``, 25 MB) under
 ``<cache>/omniglot/``, named by a *content key*. For zips the key hashes every member's path,
@@ -65,7 +71,12 @@ EXPECTED = {  # set -> (alphabets, characters, members digest)
     ),
 }
 DOWNLOAD_URL = "https://github.com/brendenlake/omniglot/raw/master/python/{name}.zip"
-PREPROCESSING = "L -> Lanczos 105->28 (Pillow) -> 255 - x (strokes high)"
+IMAGE_MODES = ("grey", "binary")
+PREPROCESSING = {
+    "grey": "L -> Lanczos 105->28 (Pillow) -> 255 - x (strokes high)",
+    "binary": "mode 1 -> resize(LANCZOS) 105->28 (Pillow: nearest for mode 1, as Finn et al.'s "
+    "resize_images.py) -> L -> 255 - x (binary strokes high)",
+}
 CACHE_FORMAT = 1
 
 # split -> parts; see omniglot_split_indices for how each is made.
@@ -198,9 +209,19 @@ def find_sources(data_dir: str | Path | None = None) -> list[OmniglotSource]:
     return sources
 
 
-def content_key(sources: list[OmniglotSource]) -> str:
+def check_image_mode(image_mode: str) -> None:
+    if image_mode not in IMAGE_MODES:
+        raise InputError(
+            f"unknown Omniglot image mode {image_mode!r}; use one of {', '.join(IMAGE_MODES)} "
+            "(grey: Lanczos grey levels; binary: the original code's nearest-neighbour strokes)"
+        )
+
+
+def content_key(sources: list[OmniglotSource], image_mode: str = "grey") -> str:
     """The cache key: a hash of the cheap fingerprint of every member plus the preprocessing."""
-    h = hashlib.sha256(f"omniglot-cache-v{CACHE_FORMAT} {PREPROCESSING} {IMAGE_SIZE}\n".encode())
+    check_image_mode(image_mode)
+    prep = PREPROCESSING[image_mode]
+    h = hashlib.sha256(f"omniglot-cache-v{CACHE_FORMAT} {prep} {IMAGE_SIZE}\n".encode())
     for src in sources:
         for line in src.key_lines:
             h.update(line.encode() + b"\n")
@@ -211,14 +232,21 @@ def content_key(sources: list[OmniglotSource]) -> str:
 # Decoding
 
 
-def decode_drawing(data: bytes, where: str, size: int = IMAGE_SIZE) -> np.ndarray:
-    """PNG bytes -> uint8 ``[size, size]``, Lanczos-resized, strokes 255 on background 0."""
+def decode_drawing(
+    data: bytes, where: str, size: int = IMAGE_SIZE, image_mode: str = "grey"
+) -> np.ndarray:
+    """PNG bytes -> uint8 ``[size, size]``, strokes high on background 0: Lanczos grey levels
+    (``image_mode="grey"``), or the original code's resize of the mode-"1" image, binary
+    strokes 0/255 (``"binary"``)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            grey = im.convert("L").resize((size, size), Image.Resampling.LANCZOS)
+            if image_mode == "binary":  # Finn et al.'s call, on the image as it is stored
+                grey = im.resize((size, size), resample=Image.Resampling.LANCZOS).convert("L")
+            else:
+                grey = im.convert("L").resize((size, size), Image.Resampling.LANCZOS)
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError, zlib.error) as exc:
         raise CorruptDataError(
             f"{where}: cannot decode the image ({exc}); the file is damaged -- download the "
@@ -264,7 +292,7 @@ def check_counts(src: OmniglotSource, groups: dict[str, list[str]]) -> None:
         )
 
 
-def build_all(sources: list[OmniglotSource]) -> dict:
+def build_all(sources: list[OmniglotSource], image_mode: str = "grey") -> dict:
     """Decode every drawing of both sets: images uint8 [1623, 20, 28, 28], names, digests."""
     names: list[str] = []
     blocks: list[np.ndarray] = []
@@ -279,7 +307,7 @@ def build_all(sources: list[OmniglotSource]) -> dict:
             for di, member in enumerate(sorted(groups[cname])):
                 data = read(member)
                 lines.append(f"{hashlib.sha256(data).hexdigest()}  {member}")
-                out[ci, di] = decode_drawing(data, f"{src.path}: {member}")
+                out[ci, di] = decode_drawing(data, f"{src.path}: {member}", image_mode=image_mode)
         names.extend(sorted(groups))
         blocks.append(out)
         digests[src.name] = members_digest(lines)
@@ -319,15 +347,16 @@ def source_digest(digests: dict[str, str]) -> str:
 
 
 def cache_path(key: str, cache_dir: str | Path | None = None) -> Path:
+    """The cache file of a content key (the key covers the image mode)."""
     return cache_root(cache_dir) / "omniglot" / f"omniglot{IMAGE_SIZE}-{key[:24]}.npz"
 
 
-def _save_cache(path: Path, built: dict, key: str) -> None:
+def _save_cache(path: Path, built: dict, key: str, image_mode: str) -> None:
     info = {
         "cache_key": key,
         "members_digest": built["members_digest"],
         "verified": built["verified"],
-        "preprocessing": PREPROCESSING,
+        "preprocessing": PREPROCESSING[image_mode],
     }
 
     def write(fh) -> None:
@@ -364,19 +393,22 @@ _MEMO: dict[str, dict] = {}  # content key -> decoded arrays of the last load in
 
 
 def load_all(
-    data_dir: str | Path | None = None, cache_dir: str | Path | None = None
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    image_mode: str = "grey",
 ) -> tuple[dict, dict]:
     """All 1,623 characters, decoded (from the cache when it is fresh), and their provenance."""
+    check_image_mode(image_mode)
     sources = find_sources(data_dir)
-    key = content_key(sources)
+    key = content_key(sources, image_mode)
     path = cache_path(key, cache_dir)
     built = _MEMO.get(key) or _load_cache(path, key)
     build_seconds = None
     if built is None:
         t0 = time.perf_counter()
-        built = build_all(sources)
+        built = build_all(sources, image_mode)
         build_seconds = time.perf_counter() - t0
-        _save_cache(path, built, key)
+        _save_cache(path, built, key, image_mode)
     built["images"].setflags(write=False)  # shared by every split drawn from it
     _MEMO.clear()
     _MEMO[key] = built
@@ -388,7 +420,8 @@ def load_all(
         "verified": built["verified"],
         "cache_key": key,
         "cache_file": str(path),
-        "preprocessing": PREPROCESSING,
+        "image_mode": image_mode,
+        "preprocessing": PREPROCESSING[image_mode],
     }
     if build_seconds is not None:
         prov["cache_build_seconds"] = round(build_seconds, 2)
@@ -460,10 +493,12 @@ def load_omniglot(
     data_dir: str | Path | None = None,
     rotations: bool = False,
     cache_dir: str | Path | None = None,
+    image_mode: str = "grey",
 ) -> ClassImages:
-    """One Omniglot split part as uint8 ``[n_classes, 20, 1, 28, 28]`` (strokes 255)."""
+    """One Omniglot split part as uint8 ``[n_classes, 20, 1, 28, 28]`` (strokes 255), decoded
+    as ``image_mode`` says (``"grey"`` or the original code's ``"binary"``)."""
     check_split(split, part)
-    built, prov = load_all(data_dir, cache_dir)
+    built, prov = load_all(data_dir, cache_dir, image_mode)
     idx = split_indices(built["class_names"], split, part)
     images = built["images"][idx][:, :, None]  # [n, 20, 1, 28, 28]
     names = [built["class_names"][i] for i in idx]
