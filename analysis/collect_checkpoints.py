@@ -82,7 +82,7 @@ def main() -> int:
     parser.add_argument(
         "--note",
         default="Trained on 2 CPU cores with analysis/train_checkpoints.sh "
-        "(repsim train --preset cpu); see README.",
+        "(repsim train --preset cpu); see docs/reproducing/index.md.",
     )
     args = parser.parse_args()
     out = Path(args.out)

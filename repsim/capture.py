@@ -29,7 +29,11 @@ from repsim.similarity.conv import CONV_MODES, conv_to_2d
 
 
 def default_layers(module: nn.Module) -> list[str]:
-    """The layers ``module`` declares for analysis (its ``analysis_layers`` attribute)."""
+    """The layers ``module`` declares for analysis (its ``analysis_layers`` attribute).
+
+    Raises:
+        InputError: the module declares none (the message lists its module paths).
+    """
     layers = getattr(module, "analysis_layers", None)
     if not layers:
         raise InputError(
@@ -40,12 +44,25 @@ def default_layers(module: nn.Module) -> list[str]:
 
 
 def available_layers(module: nn.Module) -> list[str]:
-    """Every named submodule path of ``module`` (what ``layers`` may name)."""
+    """Every named submodule path of ``module`` (what ``layers`` may name), in order."""
     return [name for name, _ in module.named_modules() if name]
 
 
 def resolve_layers(module: nn.Module, layers: Sequence[str] | None) -> list[str]:
-    """Check the layer names against ``module.named_modules()``; ``None`` -> the declared ones."""
+    """Check the layer names against ``module.named_modules()``.
+
+    Args:
+        module: any ``nn.Module``.
+        layers: module paths (``"conv2"``, ``"conv2.norm"``), or None for the module's
+            declared ``analysis_layers``.
+
+    Returns:
+        The layer names, in the order given.
+
+    Raises:
+        InputError: an empty list, a name the module does not have (the message lists the
+            ones it has), or None for a module that declares no ``analysis_layers``.
+    """
     chosen = default_layers(module) if layers is None else list(layers)
     if not chosen:
         raise InputError("layers is empty: name at least one module path to capture")
@@ -62,9 +79,18 @@ def resolve_layers(module: nn.Module, layers: Sequence[str] | None) -> list[str]
 def to_2d(activation: torch.Tensor, conv_mode: str = "channels") -> torch.Tensor:
     """One layer's output as ``(n_datapoints, n_features)``.
 
-    ``(N, D)`` stays as it is; ``(N, C, H, W)`` goes through the similarity core's
-    ``conv_to_2d`` (``"channels"``: ``(N*H*W, C)``, every spatial position a datapoint, as in
-    the paper; ``"flatten"``: ``(N, C*H*W)``); any other rank is flattened to ``(N, -1)``.
+    Args:
+        activation: the layer's output: ``(N, D)`` stays as it is; ``(N, C, H, W)`` goes
+            through :func:`repsim.similarity.conv_to_2d`; any other rank is flattened to
+            ``(N, -1)``.
+        conv_mode: ``"channels"``: ``(N*H*W, C)``, every spatial position a datapoint, as in
+            the paper; ``"flatten"``: ``(N, C*H*W)``.
+
+    Returns:
+        A 2-D tensor.
+
+    Raises:
+        InputError: an unknown ``conv_mode``, or an output with fewer than 2 dimensions.
     """
     if conv_mode not in CONV_MODES:
         raise InputError(f"conv_mode must be one of {CONV_MODES}, got {conv_mode!r}")
@@ -99,10 +125,24 @@ def capture_raw(
 ) -> dict[str, torch.Tensor]:
     """Run ``inputs`` through ``module`` once and return each layer's raw output, detached.
 
-    ``params=None`` runs the module with its own parameters (a plain forward); otherwise
-    ``torch.func.functional_call(module, params, (inputs,))`` (params may name a subset; the
-    rest come from the module). A layer called several times in one forward pass has its
+    Forward hooks on the chosen submodules collect their outputs; they are removed on exit,
+    even when the forward pass raises. A layer called several times in one forward pass has its
     outputs concatenated along the batch axis. Runs under ``torch.no_grad()``.
+
+    Args:
+        module: any ``nn.Module``.
+        inputs: one batch, e.g. images ``(N, C, H, W)``.
+        layers: module paths to capture (default: ``module.analysis_layers``).
+        params: ``{name: tensor}`` to run with, through ``torch.func.functional_call``: the
+            meta-init or one task's fast weights; it may name a subset (the rest come from the
+            module). None runs the module with its own parameters.
+
+    Returns:
+        ``{layer: output}``, each as the layer returned it (e.g. ``(N, C, H, W)``).
+
+    Raises:
+        InputError: an unknown layer name, a layer the forward pass never calls, or a layer
+            whose output is not a tensor (or a tuple starting with one).
     """
     names = resolve_layers(module, layers)
     modules = dict(module.named_modules())
@@ -143,9 +183,24 @@ def capture(
     params: Params | None = None,
     conv_mode: str = "channels",
 ) -> dict[str, torch.Tensor]:
-    """Each layer's output for ``inputs`` as ``(n_datapoints, n_features)`` (see :func:`to_2d`).
+    """Each layer's output for ``inputs`` as ``(n_datapoints, n_features)``.
 
-    ``layers`` defaults to ``module.analysis_layers``; ``params`` defaults to the module's own.
+    :func:`capture_raw`, then :func:`to_2d` per layer.
+
+    Args:
+        module: any ``nn.Module``.
+        inputs: one batch, e.g. images ``(N, C, H, W)``.
+        layers: module paths to capture (default: ``module.analysis_layers``).
+        params: the parameters to run with (default: the module's own); see
+            :func:`capture_raw`.
+        conv_mode: ``"channels"`` (``(N*H*W, C)``, the paper's) or ``"flatten"``
+            (``(N, C*H*W)``) for conv outputs.
+
+    Returns:
+        ``{layer: (n_datapoints, n_features)}``, detached tensors on the inputs' device.
+
+    Raises:
+        InputError: as :func:`capture_raw` and :func:`to_2d`.
     """
     raw = capture_raw(module, inputs, layers, params)
     return {name: to_2d(act, conv_mode) for name, act in raw.items()}
@@ -161,8 +216,29 @@ def capture_before_after(
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """The same ``inputs`` through the meta-init (before) and the fast weights (after).
 
-    Returns ``(before, after)``, two ``{layer: (n_datapoints, n_features)}`` dicts whose rows
-    correspond one to one, so any similarity measure can compare them layer by layer.
+    The paper's Section 4 measurement for one task: ``before[layer]`` and ``after[layer]``
+    hold the same datapoints in the same order, so any measure of :mod:`repsim.similarity`
+    compares them layer by layer.
+
+    Args:
+        module: any ``nn.Module`` (e.g. ``learner.module``).
+        meta_params: the meta-initialisation, ``{name: tensor}`` (e.g.
+            ``learner.meta_params()``), or None for the module's own parameters.
+        fast_weights: the parameters after the inner loop on the task's support set (e.g.
+            ``learner.adapt(meta_params, support_x, support_y)``).
+        inputs: one batch, e.g. the task's support and query images ``[N*K + Q, C, H, W]``
+            together, as the model sees them (the transductive norm's statistics come from
+            this batch).
+        layers: module paths to capture (default: ``module.analysis_layers``).
+        conv_mode: ``"channels"`` (``(N*H*W, C)``, the paper's) or ``"flatten"``.
+
+    Returns:
+        before: ``{layer: (n_datapoints, n_features)}`` through the meta-init.
+        after: the same layers through the fast weights, row for row the same datapoints as
+            ``before``.
+
+    Raises:
+        InputError: as :func:`capture`.
     """
     before = capture(module, inputs, layers, meta_params, conv_mode)
     after = capture(module, inputs, layers, fast_weights, conv_mode)
@@ -177,6 +253,17 @@ def match_datapoints(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, to
     mode gives both the same ``N*h*w`` datapoints (example, position); a conv map against a
     non-spatial output ``(N, D)`` is pooled to ``(N, C)``. Same-sized outputs are returned as
     they are, so comparing a layer with its counterpart is exactly the paper's measure.
+
+    Args:
+        a: one layer's raw output, ``(N, C, H, W)`` or ``(N, D)``.
+        b: another layer's raw output for the same ``N`` inputs.
+
+    Returns:
+        a: the first output, pooled where needed.
+        b: the second output, pooled where needed.
+
+    Raises:
+        InputError: the two outputs are for different numbers of inputs.
     """
     import torch.nn.functional as F
 
@@ -212,7 +299,21 @@ def capture_streaming(
     without holding all activations: each batch feeds the exact streaming accumulators of
     :mod:`repsim.similarity` (``"cka"`` -> ``StreamingLinearCKA``, ``"cca"`` -> ``StreamingCCA``).
 
-    Returns ``{layer: {measure: value}}``.
+    Args:
+        module: any ``nn.Module``.
+        batches: an iterable of input batches, e.g. images ``(B, C, H, W)`` each.
+        params_a: the parameters of side a (e.g. the meta-init), or None for the module's own.
+        params_b: the parameters of side b (e.g. one task's fast weights), or None.
+        layers: module paths (default: ``module.analysis_layers``).
+        measures: ``"cka"`` and / or ``"cca"``.
+        conv_mode: ``"channels"`` or ``"flatten"``, as in :func:`capture`.
+
+    Returns:
+        ``{layer: {measure: value}}``.
+
+    Raises:
+        InputError: a measure that cannot stream, no batches, or what :func:`capture` and
+            the accumulators raise.
 
     Caution: with the paper's transductive BatchNorm (``norm="transductive"``) a layer's output
     depends on which examples share its batch, so streaming over minibatches computes different

@@ -17,6 +17,7 @@ COMMANDS = [
     "similarity",
     "compare",
     "freeze_sweep",
+    "probe",
     "train",
     "evaluate",
     "reproduce",

@@ -77,10 +77,28 @@ class InnerLoop:
     """How a meta-learner adapts: ``steps`` of gradient descent with rate ``lr`` on ``loss``,
     changing only the parameters ``names``.
 
-    ``loss(output, target)`` takes the model's output on the support inputs (logits for a
-    classifier, the policy's output for RL) and the targets. ``first_order`` treats the inner
-    gradients as constants in the meta-gradient (FOMAML). Frozen layers and every parameter
-    outside ``names`` pass through as the very same tensor objects.
+    One frozen object for MAML, FOMAML, ANIL, BOIL and test-time freezing (they differ in
+    ``names``) and for meta-RL's policy-gradient step (it differs in ``loss``). Frozen layers
+    and every parameter outside ``names`` pass through as the very same tensor objects.
+
+    Attributes:
+        names: the parameters that adapt, e.g. ``("head.weight", "head.bias")`` for ANIL
+            (``repsim.models.adapted_parameter_names`` gives them per algorithm).
+        lr: the inner learning rate, on the mean loss (``N x`` the paper's alpha for the
+            classification loss: Omniglot 5-way alpha 0.4 is ``lr=2.0``).
+        steps: gradient steps (>= 0; 0 returns the parameters unchanged).
+        first_order: treat the inner gradients as constants in the meta-gradient (FOMAML).
+        loss: ``loss(output, target)``: the model's output on the support inputs (logits for a
+            classifier, the policy's output for RL) and the targets; default the mean
+            cross-entropy.
+
+    Raises:
+        InputError: ``steps < 0``.
+
+    Example::
+
+        loop = InnerLoop(names=("head.weight", "head.bias"), lr=0.4, steps=5)   # ANIL-style
+        fast = loop.adapt(model, dict(model.named_parameters()), support_x, support_y)
     """
 
     names: tuple[str, ...]
@@ -106,11 +124,28 @@ class InnerLoop:
     ) -> InnerLoop:
         """The inner loop a checkpoint record describes, built once.
 
-        ``record["train"]`` (repsim's records, or an adapter's ``"adapt"`` section) gives the
-        algorithm, the rate and the steps: ``phase="test"`` takes the test-time steps (10 in the
-        paper), ``"train"`` the training steps. ``freeze=k`` keeps the first k body layers fixed
-        (test-time freezing); ``steps`` and ``lr`` override the record. The loss is the model's
-        ``inner_loss`` when it declares one (a policy's REINFORCE loss), else cross-entropy.
+        ``record["train"]`` (repsim's records) or an adapter's ``"adapt"`` section gives the
+        algorithm, the rate and the steps. The loss is the model's ``inner_loss`` when it
+        declares one (a policy's REINFORCE loss), else cross-entropy.
+
+        Args:
+            model: the model the record belongs to (its parameter names are read).
+            record: a checkpoint's metadata record (``learner.config``).
+            phase: ``"test"`` takes the test-time steps (10 in the paper), ``"train"`` the
+                training steps.
+            freeze: keep the first ``k`` body layers fixed (test-time freezing, Table 1).
+            steps: override the recorded steps.
+            lr: override the recorded rate.
+
+        Returns:
+            The :class:`InnerLoop`.
+
+        Raises:
+            InputError: ``phase`` is not ``"train"`` or ``"test"``.
+
+        Example::
+
+            loop = InnerLoop.from_record(learner.module, learner.config, freeze=4)
         """
         from repsim.models import adapted_parameter_names
 
@@ -141,11 +176,15 @@ class InnerLoop:
         )
 
     def replace(self, **changes) -> InnerLoop:
-        """A copy with some settings changed (``steps=``, ``names=``, ``lr=`` ...)."""
+        """A copy with some settings changed (``steps=``, ``names=``, ``lr=`` ...).
+
+        Example: ``loop.replace(steps=1)``.
+        """
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        """The JSON-able settings (the loss by name)."""
+        """The JSON-able settings: ``{adapted, inner_lr, inner_steps, first_order, loss}``
+        (the loss by name)."""
         return {
             "adapted": list(self.names),
             "inner_lr": self.lr,
@@ -156,6 +195,7 @@ class InnerLoop:
 
     @property
     def head_only(self) -> bool:
+        """Only ``head.*`` parameters adapt (ANIL): the body can run once per task."""
         return _head_only(self.names)
 
     def adapt(
@@ -168,15 +208,25 @@ class InnerLoop:
     ) -> Params:
         """Fast weights after the inner loop on the support set.
 
+        When only head parameters adapt and the model runs its body and head separately
+        (``Conv4``), the body runs once and the steps touch only the head (ANIL's saving).
+
         Args:
-            params: every parameter of ``model`` (the meta-init, or any starting point).
-            support_x: the support inputs, e.g. ``(N*K, C, H, W)`` images; support_y: the
-                targets the loss takes, e.g. ``(N*K,)`` labels in ``0..N-1``.
+            model: an ordinary ``nn.Module``, called with ``torch.func.functional_call``.
+            params: every parameter of ``model`` (the meta-init, or any starting point),
+                ``{name: tensor}``.
+            support_x: the support inputs, e.g. ``(N*K, C, H, W)`` images.
+            support_y: the targets the loss takes, e.g. ``(N*K,)`` labels in ``0..N-1``.
             create_graph: keep the graph of the inner loop for a second-order meta-gradient
                 (MAML). With ``first_order=True`` the inner gradients are treated as constants.
 
         Returns:
-            a dict with the same keys as ``params``.
+            A dict with the same keys as ``params``: the adapted tensors for ``names``, and
+                the very same tensor objects for every other parameter. Detached when nothing
+                requires a gradient (at test time).
+
+        Raises:
+            InputError: ``names`` holds parameters that ``params`` lacks.
         """
         names = list(self.names)
         missing = [n for n in names if n not in params]
@@ -219,7 +269,20 @@ class InnerLoop:
     ) -> tuple[torch.Tensor, Any]:
         """MAML's outer objective for one task: (query loss after adaptation, query output).
 
-        The loss keeps the graph through the inner loop (second order unless ``first_order``).
+        The loss keeps the graph through the inner loop (second order unless ``first_order``),
+        so ``loss.backward()`` gives the meta-gradient with respect to ``params``.
+
+        Args:
+            model: the model.
+            params: the meta-parameters, ``{name: tensor}`` (requiring grad in training).
+            support_x: support inputs, e.g. ``(N*K, C, H, W)``.
+            support_y: support targets, e.g. ``(N*K,)``.
+            query_x: query inputs, e.g. ``(N*Q, C, H, W)``.
+            query_y: query targets, e.g. ``(N*Q,)``.
+
+        Returns:
+            loss: the scalar query loss after adaptation.
+            output: the model's query output (logits ``(N*Q, ways)`` for a classifier).
         """
         fast = self.adapt(model, params, support_x, support_y, create_graph=True)
         output = forward(model, fast, query_x)
@@ -255,10 +318,23 @@ class InnerLoop:
         query_x: torch.Tensor,
         query_y: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The vmap path: query losses ``(tasks,)`` and query outputs ``[T, ...]``.
+        """The vmap path: every task of a meta-batch at once, with ``torch.func.vmap``.
 
-        Inputs carry a leading task dimension: ``support_x [T, N*K, C, H, W]`` etc. The losses
-        are differentiable with respect to ``params`` (second order unless ``first_order``).
+        The same meta-gradient as :meth:`query_loss` task by task (tested to ~1e-14 in
+        float64), exact only with a norm that has no running-statistics buffers.
+
+        Args:
+            model: the model.
+            params: the meta-parameters, ``{name: tensor}``.
+            support_x: ``[T, N*K, C, H, W]``: a leading task dimension.
+            support_y: ``[T, N*K]``.
+            query_x: ``[T, N*Q, C, H, W]``.
+            query_y: ``[T, N*Q]``.
+
+        Returns:
+            losses: the query losses ``(T,)``, differentiable with respect to ``params``
+                (second order unless ``first_order``).
+            outputs: the query outputs ``[T, ...]``.
         """
 
         def one_task(sx, sy, qx, qy):

@@ -1,5 +1,5 @@
-"""Any nn.Module: the MetaLearner protocol's two worked examples (README, "Any nn.Module"), and
-``repsim similarity --format ...`` end to end on foreign checkpoints."""
+"""Any nn.Module: the MetaLearner protocol's two worked examples (docs/checkpoints.md, "Any
+nn.Module"), and ``repsim similarity --format ...`` end to end on foreign checkpoints."""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ Example::
 Formats (:data:`FORMATS`; aliases in :data:`ALIASES`): ``learn2learn``, ``torchmeta``
 (pytorch-maml), ``boil``, ``mamlpp``, ``higher`` (torch.func), ``dragen1860``, ``tf-maml``
 (Finn et al.), and ``repsim`` (repsim's own). Any other ``nn.Module`` plugs in directly as a
-``MetaLearner(module, analysis_layers, adapt, input_shape)``: see the README, "Any nn.Module".
+``MetaLearner(module, analysis_layers, adapt, input_shape)``: see ``docs/checkpoints.md``,
+"Any nn.Module".
 
 Files are read safely (``repsim.adapters.safe_load``): safetensors, or ``torch.load`` with
 ``weights_only=True``; a pickled module is refused with an explanation.
@@ -38,6 +39,7 @@ FORMATS = (
     "tf-maml",
     "repsim",
 )
+"""The checkpoint formats :func:`load` reads (``format=``), besides ``"auto"``."""
 ALIASES = {
     "l2l": "learn2learn",
     "pytorch-maml": "torchmeta",
@@ -51,6 +53,7 @@ ALIASES = {
     "finn": "tf-maml",
     "cbfinn": "tf-maml",
 }
+"""Other names :func:`load` accepts for a format: alias -> one of :data:`FORMATS`."""
 # Sniffing order: the most specific key patterns first.
 _SNIFF_ORDER = ("mamlpp", "dragen1860", "learn2learn", "torchmeta", "higher")
 
@@ -87,8 +90,21 @@ def _is_repsim(path: Path) -> bool:
 
 
 def sniff(path: str | Path) -> str:
-    """The format of the checkpoint at ``path`` (one of :data:`FORMATS`), from its container
-    and tensor names; raises :class:`CheckpointError` when no adapter recognises it."""
+    """The format of the checkpoint at ``path``, from its container and tensor names.
+
+    What ``format="auto"`` uses: a TensorFlow bundle is ``tf-maml``, a safetensors file with
+    repsim metadata is ``repsim``, and otherwise the tensor names are matched against each
+    adapter's layout, the most specific first.
+
+    Args:
+        path: the checkpoint file (a TF bundle's prefix or ``.index``).
+
+    Returns:
+        One of :data:`FORMATS`.
+
+    Raises:
+        CheckpointError: no adapter recognises the file, or it cannot be read safely.
+    """
     from repsim.adapters import tf_checkpoint
     from repsim.adapters.safe_load import read_state
 
@@ -108,7 +124,7 @@ def _sniff_keys(keys: list[str], source: str) -> str:
     raise CheckpointError(
         f"{source}: no adapter recognises these tensor names ({', '.join(keys[:8])}...). "
         f"Pass --format (one of {', '.join(FORMATS)}), or build a MetaLearner yourself "
-        "(README, 'Any nn.Module')"
+        "(docs/checkpoints.md, 'Any nn.Module')"
     )
 
 
@@ -130,18 +146,37 @@ def load(
         learner = repsim.load("maml_omniglot.pt")                 # sniffed: learn2learn, ...
         learner = repsim.load("model60000.index", format="tf-maml", inner_steps=5)
 
+    The file is read without running code from it (safetensors, or ``torch.load`` with
+    ``weights_only=True``); each foreign adapter rebuilds the source's network so that repsim's
+    forward pass equals the source's, and attaches the source's inner loop.
+
     Args:
         path: the checkpoint file (a TF bundle's prefix or ``.index``); ``None`` is the default
-            checkpoint shipped inside the package.
-        format: ``"auto"`` (sniff) or one of :data:`FORMATS` / :data:`ALIASES`.
-        inner_lr, inner_steps: override the source's inner-loop defaults (each adapter's
-            docstring and the README give them). ``inner_lr`` is for repsim's mean
+            checkpoint shipped inside the package (MAML, Omniglot 5-way 1-shot).
+        format: ``"auto"`` (sniff, :func:`sniff`) or one of :data:`FORMATS` / :data:`ALIASES`.
+        inner_lr: override the inner-loop learning rate (the checkpoint's, or the source
+            library's documented default). It is the rate on repsim's loss, the **mean**
             cross-entropy over the support set.
+        inner_steps: override the test-time inner-loop steps.
         image_size: the side of the square images the model was trained on, when the head's
-            size does not determine it.
-        options: per-format settings, e.g. ``bn_step`` (mamlpp), ``config`` (dragen1860's
-            config list), ``max_pool`` (learn2learn, tf-maml), ``adapted`` (``all``,
-            ``no-norm``, ``head``, ``body``).
+            size does not determine it (foreign formats).
+        **options (Any): per-format settings, e.g. ``bn_step`` (mamlpp), ``config`` (dragen1860's
+            config list), ``max_pool`` (learn2learn, tf-maml), ``max_pooling`` and
+            ``conv_padding`` (mamlpp), ``adapted`` (``all``, ``no-norm``, ``head``,
+            ``body``).
+
+    Returns:
+        A :class:`MetaLearner`: ``module`` (an ordinary ``nn.Module`` with the analysis layers
+            ``conv1 .. convK`` and ``head``), ``adapt`` (the inner loop), ``inner_loop`` (its
+            settings), ``input_shape`` ``(C, H, W)`` and ``config`` (the record: where it came
+            from, the algorithm, the hyper-parameters).
+
+    Raises:
+        CheckpointError: the file does not exist; it is truncated or corrupt; it names Python
+            objects (a pickled ``nn.Module``, any callable), which is refused, never
+            imported; tensors are missing or unexpected, or a shape does not match the
+            rebuilt layer; no adapter recognises it; or ``format`` is unknown. The message
+            names the file and says what to do.
     """
     from repsim.adapters import finn_tf, tf_checkpoint
     from repsim.adapters.safe_load import read_state

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from repsim import figures, results
+    from repsim.progress import shown
     from repsim.representation import cross_layer_similarity, task_inputs
 
     analysis = _sources.open_analysis(
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         layers_a=learner_a.analysis_layers,
         layers_b=learner_b.analysis_layers,
         conv_mode=args.conv_mode,
-        progress=True,
+        progress=shown(),  # on a terminal only
     )
     matrix = results.summarise(records, ("layer_a", "layer_b", "measure"))
     layers_a, layers_b = list(learner_a.analysis_layers), list(learner_b.analysis_layers)

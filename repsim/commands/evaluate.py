@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from repsim.evaluate import evaluate_checkpoint
+    from repsim.progress import shown
     from repsim.rl.checkpoint import is_policy_checkpoint
 
     if is_policy_checkpoint(args.checkpoint):
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         args.part,
         args.shots,
-        progress=not args.json,
+        progress=shown(not args.json),  # a bar on a terminal, none in a log
     )
     if args.json:
         print(json.dumps({k: v for k, v in r.items() if k != "per_task"}, indent=2))
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_rl(args: argparse.Namespace) -> int:
     import json
 
+    from repsim.progress import shown
     from repsim.results import format_mean_ci
     from repsim.rl.evaluate import evaluate_policy_checkpoint
 
@@ -91,6 +93,7 @@ def _run_rl(args: argparse.Namespace) -> int:
         3 if args.inner_steps is None else args.inner_steps,
         args.freeze,
         args.seed,
+        progress=shown(not args.json),
     )
     if args.json:
         print(json.dumps({k: v for k, v in r.items() if k != "per_task"}, indent=2))

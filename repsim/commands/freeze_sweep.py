@@ -36,10 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from repsim.evaluate import freeze_sweep
+    from repsim.progress import shown
     from repsim.provenance import code_version, portable_path
 
     rows = freeze_sweep(
-        args.checkpoint, args.tasks, args.data_dir, args.seed, args.inner_steps, progress=True
+        args.checkpoint, args.tasks, args.data_dir, args.seed, args.inner_steps, progress=shown()
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

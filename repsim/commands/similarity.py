@@ -132,6 +132,7 @@ def _report_seconds(seconds: dict, args) -> None:
 
 def _analyse(path, learner, analysis, args) -> dict:
     """One checkpoint's change on the shared tasks, with what identifies it."""
+    from repsim.progress import shown
     from repsim.representation import representation_change
 
     change = representation_change(
@@ -139,7 +140,7 @@ def _analyse(path, learner, analysis, args) -> dict:
         analysis.source.tasks,
         measures=analysis.measures,
         conv_mode=args.conv_mode,
-        progress=True,
+        progress=shown(),  # on a terminal only
         chance=args.chance,
     )
     t0 = time.perf_counter()
@@ -210,6 +211,7 @@ def _write_one(r: dict, analysis, args, seconds: dict) -> int:
         change.layers,
         out / "similarity",
         title=f"{r['label']}: before vs after adaptation ({len(source.tasks)} tasks)",
+        per_task=change.records,
     )
     seconds["write"] = time.perf_counter() - t0  # similarity.json, written last, excluded
     path = results.write_json(
@@ -243,6 +245,7 @@ def _is_policy(path: str) -> bool:
 def _run_policy(args: argparse.Namespace, path: str, measures: list[str]) -> int:
     """A policy checkpoint: fc1, fc2 and head on the states its adapted policy visits."""
     from repsim import figures, results
+    from repsim.progress import shown
     from repsim.rl.similarity import policy_similarity
 
     change, described = policy_similarity(
@@ -253,7 +256,7 @@ def _run_policy(args: argparse.Namespace, path: str, measures: list[str]) -> int
         args.freeze,
         args.inner_steps,
         args.seed,
-        progress=True,
+        progress=shown(),
     )
     summary, movement = change.summary(), change.movement_summary()
     print(
@@ -293,6 +296,7 @@ def _run_policy(args: argparse.Namespace, path: str, measures: list[str]) -> int
         change.layers,
         out / "similarity",
         title=f"{described['algorithm']} policy, {described['env']}: before vs after adaptation",
+        per_task=change.records,
     )
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -165,9 +165,22 @@ def coefficients(bx: Basis, by: Basis, what: str = "CCA") -> torch.Tensor:
 
 
 def truncated_mean(rho: torch.Tensor, threshold: float = 0.98) -> float:
-    """google/svcca's summary of descending coefficients ``rho``: the mean of ``rho[:i]`` for
-    the first ``i`` with ``sum(rho[:i]) >= threshold * sum(rho)`` (``i < len(rho)``; all of
-    ``rho`` when none reaches it). All-zero ``rho`` gives 0."""
+    """google/svcca's summary of descending coefficients ``rho``.
+
+    The mean of ``rho[:i]`` for the first ``i`` with ``sum(rho[:i]) >= threshold * sum(rho)``
+    (``i < len(rho)``; all of ``rho`` when none reaches it): ``get_cca_similarity(...)["mean"]``
+    in google/svcca, the CCA that Raghu et al. (2020) report with ``threshold=0.98``.
+
+    Args:
+        rho: canonical correlations, 1-D, in descending order (:func:`cca_coefficients`).
+        threshold: the fraction of the coefficients' sum to reach, in (0, 1].
+
+    Returns:
+        The truncated mean, a Python float; 0 for all-zero ``rho``.
+
+    Raises:
+        InputError: ``threshold`` outside (0, 1].
+    """
     if not 0.0 < float(threshold) <= 1.0:
         raise InputError(f"threshold must be in (0, 1], got {threshold!r}")
     total = float(rho.sum())

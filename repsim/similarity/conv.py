@@ -9,15 +9,26 @@ from repsim.errors import InputError
 from repsim.similarity._core import Array
 
 CONV_MODES = ("channels", "flatten")
+"""The ways :func:`conv_to_2d` turns ``(N, C, H, W)`` into ``(n_datapoints, n_features)``."""
 
 
 def conv_to_2d(a: Array, mode: str = "channels") -> Array:
     """Convolutional activations ``(N, C, H, W)`` as ``(n_datapoints, n_features)``.
 
-    ``"channels"``: ``(N*H*W, C)``, channels are neurons and every spatial position of every
-    input is a datapoint (the paper's convention); rows are ordered input-major, then H, then W.
-    ``"flatten"``: ``(N, C*H*W)``, one datapoint per input. 2-D input is returned unchanged.
-    Works for any ``(N, C, *spatial)``; returns the same kind (numpy or torch) as given.
+    Args:
+        a: activations ``(N, C, H, W)`` (any ``(N, C, *spatial)``), numpy or torch; 2-D input
+            ``(N, D)`` is returned unchanged.
+        mode: ``"channels"``: ``(N*H*W, C)``, channels are neurons and every spatial position
+            of every input is a datapoint (the paper's convention, after Raghu et al. 2017);
+            rows are ordered input-major, then H, then W. ``"flatten"``: ``(N, C*H*W)``, one
+            datapoint per input.
+
+    Returns:
+        The same kind (numpy or torch) as given, 2-D.
+
+    Raises:
+        InputError: an unknown mode, input that is not a numpy array or torch tensor, or
+            input with fewer than 2 dimensions.
     """
     if mode not in CONV_MODES:
         raise InputError(f"mode must be one of {CONV_MODES}, got {mode!r}")

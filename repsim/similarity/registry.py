@@ -39,9 +39,21 @@ class Context:
 
 @dataclass(frozen=True)
 class Measure:
-    """A similarity measure: ``prepare(t, name, ctx)`` per layer, ``pair(a, b, options)`` per
-    pair. ``options``: the keyword arguments it takes, with defaults; ``fixed``: options its
-    name implies (``cca98`` is ``cca`` with ``threshold=0.98``)."""
+    """A similarity measure of :data:`REGISTRY`: a ``prepare`` step per layer and a ``pair``
+    step per pair of prepared layers.
+
+    The public function of a measure is ``pair(prepare(x), prepare(y), options)``, and
+    :func:`similarity_matrix` prepares every layer once and pairs them all.
+
+    Attributes:
+        name: the measure's name (``"cca"``, ``"cka"``, ...).
+        prepare: ``prepare(t, name, ctx)``: one layer ``(n, d)`` made ready for products
+            (centring, orthonormal basis, Gram or kernel matrix, self term).
+        pair: ``pair(a, b, options) -> float``: the measure of two prepared layers.
+        options: the keyword arguments the measure takes, with their defaults.
+        fixed: options its name implies (``cca98`` is ``cca`` with ``threshold=0.98``).
+        check: validates the resolved options (raises ``InputError``), or None.
+    """
 
     name: str
     prepare: Callable[..., Any]
@@ -107,6 +119,8 @@ REGISTRY: dict[str, Measure] = {
         Measure("cca98", _cca.prepare_cca, _cca.pair_cca, fixed={"threshold": 0.98, "rtol": None}),
     )
 }
+"""Every measure by name: ``cca``, ``svcca``, ``pwcca``, ``cka``, ``cka_debiased``,
+``rbf_cka``, ``rbf_cka_debiased``, ``cca98`` (each a :class:`Measure`)."""
 
 
 def get_spec(name: str) -> Measure:
@@ -162,7 +176,16 @@ def compute(name: str, x: Array, y: Array, dtype: torch.dtype, **kwargs) -> floa
 
 @dataclass(frozen=True)
 class SimilarityMatrix:
-    """``values[i, j]`` = measure(``rows[i]`` of model a, ``cols[j]`` of model b)."""
+    """Layer x layer similarities: ``values[i, j]`` = measure(``rows[i]`` of a, ``cols[j]`` of b).
+
+    ``matrix["conv1", "conv2"]`` reads one cell by layer names.
+
+    Attributes:
+        rows: the layer names of ``acts_a``, in order.
+        cols: the layer names of ``acts_b`` (``rows`` again when b is a itself).
+        values: the similarities, a float array ``(len(rows), len(cols))``.
+        measure: the measure's name.
+    """
 
     rows: list[str]
     cols: list[str]
@@ -174,7 +197,7 @@ class SimilarityMatrix:
         return float(self.values[self.rows.index(row), self.cols.index(col)])
 
     def to_dict(self) -> dict[str, dict[str, float]]:
-        """``{row: {col: value}}``."""
+        """The values as nested dicts, ``{row: {col: value}}`` (JSON-able)."""
         return {
             r: {c: float(self.values[i, j]) for j, c in enumerate(self.cols)}
             for i, r in enumerate(self.rows)
@@ -197,10 +220,34 @@ def similarity_matrix(
 ) -> SimilarityMatrix:
     """Every layer of ``acts_a`` against every layer of ``acts_b`` (default: ``acts_a`` itself).
 
-    ``acts_*``: ``{layer name: (n, d_layer)}`` on the same n datapoints. Each layer's own work
-    (centring, orthonormal basis, Gram matrix, self term) is done once, not once per pair.
-    ``kwargs`` go to the measure (e.g. ``keep=`` for SVCCA, ``sigma=`` for RBF CKA). A pair a
-    CCA-type measure refuses (too few datapoints) raises :class:`InputError`.
+    Each layer's own work (centring, orthonormal basis, Gram matrix, self term) is done once,
+    not once per pair, so a ``k x k`` matrix costs about ``k`` preparations and ``k^2`` small
+    products. The values equal the public function's on each pair.
+
+    Args:
+        acts_a: ``{layer name: activations (n_datapoints, n_features_layer)}``, numpy or
+            torch, every layer on the same ``n`` datapoints (for conv layers, the same
+            ``conv_to_2d`` mode).
+        acts_b: another model's layers on the same datapoints, or None to compare ``acts_a``
+            with itself.
+        measure: a name of :data:`REGISTRY` (default ``"cka"``).
+        dtype: the compute dtype (default float64).
+        **kwargs (Any): the measure's options (e.g. ``keep=`` for SVCCA, ``sigma=`` for RBF CKA: one
+            sigma for every layer, not a pair).
+
+    Returns:
+        A :class:`SimilarityMatrix` with ``rows`` = a's layers and ``cols`` = b's.
+
+    Raises:
+        InputError: an empty or non-dict input, layers with different numbers of datapoints,
+            an unknown measure or option, or a pair the measure refuses (e.g. CCA with too few
+            datapoints).
+
+    Example::
+
+        from repsim.similarity import similarity_matrix
+        m = similarity_matrix(before, after, "cka")    # {layer: (n, d)} dicts
+        m["conv4", "conv4"], m.to_dict()
     """
     spec = get_spec(measure)
     options = spec.resolve(kwargs)

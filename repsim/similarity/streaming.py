@@ -82,8 +82,19 @@ class _Moments:
 class StreamingLinearCKA:
     """Exact linear CKA accumulated over minibatches of paired activations.
 
-    ``update(x_batch (b, d_x), y_batch (b, d_y))`` adds the batch's sums and cross-products
-    (``O(d^2)`` memory); ``value()`` equals ``linear_cka`` on all the rows seen so far.
+    ``update(x_batch, y_batch)`` adds a batch's sums and cross-products (``O(d^2)`` memory,
+    whatever the number of datapoints); ``value()`` equals :func:`linear_cka` on all the rows
+    seen so far (to ~1e-10 in float64). For layers too large to hold at once.
+
+    Args:
+        dtype: the accumulation dtype (default float64).
+
+    Example::
+
+        acc = StreamingLinearCKA()
+        for xb, yb in batches:              # (b, d_x), (b, d_y) each
+            acc.update(xb, yb)
+        acc.value()
     """
 
     def __init__(self, *, dtype: torch.dtype = torch.float64) -> None:
@@ -95,10 +106,24 @@ class StreamingLinearCKA:
         return self._m.n
 
     def update(self, x_batch: Array, y_batch: Array) -> StreamingLinearCKA:
+        """Add a batch: ``x_batch (b, d_x)`` and ``y_batch (b, d_y)``, the same b datapoints.
+
+        Returns:
+            The accumulator itself (so updates chain).
+
+        Raises:
+            InputError: a batch that is not 2-D, has NaN or inf values, differs in rows or
+                device between x and y, or in features or device from the earlier batches.
+        """
         self._m.update(x_batch, y_batch)
         return self
 
     def value(self) -> float:
+        """Linear CKA of all the datapoints seen so far, a Python float in [0, 1].
+
+        Raises:
+            InputError: no data yet, or a side with no variance.
+        """
         m = self._m
         cxx, cxy, cyy = m.centred()
         if not bool(m.alive(cxx, m.xx, m.shift_x, m.sx).any()):
@@ -132,10 +157,16 @@ def _whitener(c: torch.Tensor, alive: torch.Tensor, name: str, rtol: float | Non
 class StreamingCCA:
     """Exact CCA accumulated over minibatches, from covariance whitening of the moments.
 
-    ``value()`` is the mean of ``coefficients()`` and equals :func:`cca` on all rows seen so far
-    (to ~1e-10 for well-conditioned data: covariances square the condition number, so directions
-    with relative variance below ``rtol`` (default ``1e3 * d * eps``) of the largest, after
-    column normalisation, are treated as null).
+    ``update(x_batch, y_batch)`` adds a batch (``O(d^2)`` memory); ``value()`` is the mean of
+    ``coefficients()`` and equals :func:`cca` on all rows seen so far (to ~1e-10 for
+    well-conditioned data: covariances square the condition number, so directions with
+    relative variance below ``rtol`` (default ``1e3 * d * eps``) of the largest, after column
+    normalisation, are treated as null).
+
+    Args:
+        dtype: the accumulation dtype (default float64).
+        rtol: the relative variance below which a direction is null (default ``1e3 * d *
+            eps(dtype)``).
     """
 
     def __init__(self, *, dtype: torch.dtype = torch.float64, rtol: float | None = None) -> None:
@@ -148,11 +179,27 @@ class StreamingCCA:
         return self._m.n
 
     def update(self, x_batch: Array, y_batch: Array) -> StreamingCCA:
+        """Add a batch: ``x_batch (b, d_x)`` and ``y_batch (b, d_y)``, the same b datapoints.
+
+        Returns:
+            The accumulator itself (so updates chain).
+
+        Raises:
+            InputError: as :meth:`StreamingLinearCKA.update`.
+        """
         self._m.update(x_batch, y_batch)
         return self
 
     def coefficients(self) -> torch.Tensor:
-        """Canonical correlations, descending, in [0, 1]."""
+        """Canonical correlations of all the datapoints seen so far.
+
+        Returns:
+            A 1-D tensor, descending, each in [0, 1].
+
+        Raises:
+            InputError: no data yet, a side with no variance, or ``rank_x + rank_y > n - 1``
+                (stream more datapoints, or use :class:`StreamingLinearCKA`).
+        """
         m = self._m
         cxx, cxy, cyy = m.centred()
         wx = _whitener(cxx, m.alive(cxx, m.xx, m.shift_x, m.sx), "x", self.rtol)
@@ -169,5 +216,9 @@ class StreamingCCA:
         return torch.linalg.svdvals(wx.mT @ cxy @ wy).clamp(0.0, 1.0)
 
     def value(self) -> float:
-        """Mean canonical correlation."""
+        """Mean canonical correlation of all the datapoints seen so far (a Python float).
+
+        Raises:
+            InputError: as :meth:`coefficients`.
+        """
         return float(self.coefficients().mean())
