@@ -179,6 +179,7 @@ def train(
     from repsim.data import TaskSampler, load_classes
     from repsim.inner_loop import InnerLoop
     from repsim.models import Conv4, Conv4Config
+    from repsim.progress import shown
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -293,7 +294,7 @@ def train(
     bar = tqdm(
         total=cfg.iterations,
         initial=start,
-        disable=not (progress and main),
+        disable=not shown(progress and main),  # a terminal only: logs get no bar
         dynamic_ncols=True,
         desc=f"{cfg.algorithm} {cfg.dataset} {cfg.ways}-way",
     )

@@ -84,3 +84,34 @@ def test_the_claims_table_escapes_absolute_value_bars():
     rows = evaluate({}, {})
     for line in format_table(rows).splitlines():
         assert len(re.findall(r"(?<!\\)\|", line)) == 8, line  # 7 columns, nothing split
+
+
+def test_a_clause_holds_from_the_first_iteration_after_which_it_never_fails():
+    from repsim.reproduce.claims import held_from
+
+    def trace(*verdicts):
+        rows = [
+            {"key": "k", "clause": "c", "setting": "s", "iteration": 1000 * (i + 1),
+             "verdict": v, "claim": "t", "source": "x", "band": "b", "paper": "p",
+             "proxy": True, "ours": "", "value": float(i)}
+            for i, v in enumerate(verdicts)
+        ]  # fmt: skip
+        return held_from(rows)[0]["holds_from"]
+
+    assert trace("fails", "holds", "fails", "holds", "holds") == "from 4,000"
+    assert trace("holds", "holds") == "from 1,000"
+    assert trace("holds", "fails") == "held, not at the end"
+    assert trace("fails", "fails") == "never held"
+    assert trace("not tested here", "not tested here") == "not tested"
+    assert trace("not tested here", "holds") == "from 2,000"
+
+
+def test_checks_report_their_number_and_band_for_the_along_training_figures():
+    results = {"omniglot-20w1s-paper": {"table1_freezing": _freezing([95, 95, 94.5, 94, 93.0])}}
+    rows = _rows(results, shots=1)
+    drop = rows[("freezing", "acc(none) − acc(conv1–4 frozen)", "omniglot-20w1s-paper")]
+    assert drop["value"] == pytest.approx(2.0) and (drop["band_low"], drop["band_high"]) == (
+        None,
+        1.5,
+    )
+    assert drop["paper_value"] == pytest.approx(0.6)  # 46.9 -> 46.3 in the paper's Table 1

@@ -19,6 +19,7 @@ TABLES = [
     "speed",
     "table4_nil",
     "table5_regimes",
+    "supplementary_linear_probe",
 ]
 SETTING = "omniglot-5w1s-cpu"  # the quick runs: repsim's CPU protocol, 5-way 1-shot
 FIGURES = [
@@ -28,6 +29,8 @@ FIGURES = [
     "figure3_training",
     "weight_movement",
     "figure5_learning_curves",
+    "table3_seed_similarity",
+    "supplementary_linear_probe_maml",
 ]
 
 
@@ -58,6 +61,8 @@ def test_quick_reproduction_writes_every_table_figure_and_the_report(quick_run):
             assert (quick_run / "figures" / SETTING / f"{name}.{ext}").stat().st_size > 1000
     report = (quick_run / "results" / "report.md").read_text()
     assert "| claim (source) | clause | setting | ours | band | paper | verdict |" in report
+    assert "## Claims along training" in report
+
     claims = json.loads((quick_run / "results" / "claims.json").read_text())["claims"]
     assert len(claims) == sum(len(c.clauses) for c in CLAIMS)  # every clause once
     assert {c["verdict"] for c in claims} <= {"holds", "fails", "not tested here"}
@@ -65,6 +70,35 @@ def test_quick_reproduction_writes_every_table_figure_and_the_report(quick_run):
     assert mini and all(c["verdict"] == "not tested here" and c["reason"] for c in mini)
     # Omniglot 5-way stands in for the paper's MiniImageNet and 20-way settings: a proxy
     assert all(c["proxy"] for c in claims if c["setting"] == SETTING)
+
+
+@pytest.mark.data
+def test_every_claim_is_traced_at_each_iteration_that_all_runs_share(quick_run):
+    """The quick runs keep checkpoints at 2 and 3 of 6 iterations: the along-training table
+    evaluates each clause there with every run at the same iteration."""
+    from repsim.reproduce.analyses import ALONG
+
+    along = quick_run / "results" / SETTING / "along"
+    assert sorted(p.name for p in along.iterdir()) == ["000002", "000003", "000006"]
+    for it in (2, 3, 6):
+        files = {p.stem: json.loads(p.read_text()) for p in (along / f"{it:06d}").glob("*.json")}
+        assert len(files) == len(ALONG)  # Figure 3, weight movement and speed are not repeated
+        assert files["table2_maml_vs_anil"]["iteration"] == it
+        regimes = files["table5_regimes"]["summary"]
+        assert regimes["multiclass"]["iterations"] == it  # the baselines at the same iteration
+    data = json.loads((quick_run / "results" / "claims_along.json").read_text())
+    assert {r["iteration"] for r in data["rows"]} == {2, 3, 6}
+    assert {r["setting"] for r in data["rows"]} == {SETTING}
+    assert data["sizes"][SETTING] == {"accuracy_tasks": 6, "similarity_tasks": 2}
+    for r in data["summary"]:
+        assert r["iterations"] == [2, 3, 6]
+        assert r["holds_from"] in ("never held", "held, not at the end", "not tested") or (
+            r["holds_from"].startswith("from ") and r["verdicts"][-1] == "holds"
+        )
+    numbered = {r["key"] for r in data["rows"] if r["value"] is not None}
+    assert {"freezing", "before_after", "anil_vs_maml"} <= numbered
+    for key in numbered:
+        assert (quick_run / "figures" / "claims_along" / f"{key}.png").stat().st_size > 1000
 
 
 @pytest.mark.data
@@ -165,6 +199,11 @@ def test_two_analysis_processes_give_the_same_results_as_one(
         )
         one.pop("provenance"), two.pop("provenance")
         assert one == two, name
+    one, two = (
+        json.loads((root / "results" / "claims_along.json").read_text())["rows"]
+        for root in (quick_run, tmp_path)
+    )
+    assert one == two  # along training too
     assert (tmp_path / "results" / "report.md").exists()
 
 
@@ -187,7 +226,7 @@ def test_two_processes_from_a_script_on_stdin_fall_back_to_one(
     script = (
         "from repsim.reproduce import Settings, reproduce\n"
         f"reproduce([{str(quick_run / 'checkpoints')!r}], {str(tmp_path)!r}, "
-        f"Settings.quick({str(omniglot_data_dir)!r}), jobs=2)\n"
+        f"Settings.quick({str(omniglot_data_dir)!r}), jobs=2, along=False)\n"
     )
     done = subprocess.run(
         [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=600
@@ -216,6 +255,8 @@ def test_a_maml_only_folder_runs_what_maml_decides_and_removes_stale_tables(
     shutil.copytree(quick_run / "results", tmp_path / "results")  # the same setting, all runs
     reproduce([folder], tmp_path, Settings.quick(str(omniglot_data_dir)), progress=False)
     results = tmp_path / "results" / SETTING
+    along = json.loads((tmp_path / "results" / "claims_along.json").read_text())["rows"]
+    assert along and not any(r["key"] == "anil_vs_maml" for r in along)  # the MAML run alone
     for name in ("table2_maml_vs_anil", "table3_seed_similarity", "table5_regimes"):
         assert not (results / f"{name}.json").exists() and not (results / f"{name}.csv").exists()
     fig2 = json.loads((results / "figure2_similarity.json").read_text())

@@ -6,8 +6,10 @@ From the shipped checkpoint folders (``checkpoints/`` and each sub-folder with a
 (``OUT/results/<setting>/*.json|csv``), figures (``OUT/figures/<setting>/*.png|pdf``), the
 claims (``OUT/results/claims.json|csv``) and a report that puts each number beside the paper's,
 with the band and a verdict (``OUT/results/report.md``); the clause-by-clause table is also
-printed. Needs the Omniglot test split (``--data-dir`` / ``$REPSIM_DATA``). ``--quick`` trains
-tiny checkpoints of its own and runs the whole pipeline at tiny settings in a few minutes.
+printed. With ``--along`` (the default) every claim is also evaluated at each iteration that a
+folder's runs share (``OUT/results/claims_along.json|csv``, ``OUT/figures/claims_along/``).
+Needs the Omniglot test split (``--data-dir`` / ``$REPSIM_DATA``). ``--quick`` trains tiny
+checkpoints of its own and runs the whole pipeline at tiny settings in a few minutes.
 """
 
 from __future__ import annotations
@@ -56,6 +58,14 @@ def register(subparsers) -> argparse.ArgumentParser:
         "(default 1)",
     )
     p.add_argument(
+        "--along",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also evaluate every claim at each iteration that a folder's runs share, at the "
+        "reduced sizes (200 accuracy tasks, 20 similarity tasks): the report's second table "
+        "and OUT/figures/claims_along/ (default: on)",
+    )
+    p.add_argument(
         "--report-only",
         action="store_true",
         help="re-evaluate the claims and re-render the report from OUT/results, no analyses",
@@ -92,6 +102,6 @@ def run(args: argparse.Namespace) -> int:
         rl_dir = Path(args.rl_checkpoints) if args.rl_checkpoints else CHECKPOINT_DIR / "rl"
     if args.tasks:
         settings.accuracy_tasks = args.tasks
-    report = reproduce(folders, out, settings, rl_dir=rl_dir, jobs=args.jobs)
+    report = reproduce(folders, out, settings, rl_dir=rl_dir, jobs=args.jobs, along=args.along)
     print(f"report: {report}")
     return 0

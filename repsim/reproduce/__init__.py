@@ -53,13 +53,17 @@ def reproduce(
     progress: bool = True,
     rl_dir: str | Path | None = None,
     jobs: int = 1,
+    along: bool = True,
 ) -> Path:
     """Run every analysis on every checkpoint folder and draw its figures, evaluate the meta-RL
     policies in ``rl_dir`` (Table 2's RL rows, into ``OUT/results/rl``), then evaluate the
     claims and render the report over every setting under ``OUT/results`` (so a setting can be
     redone alone: ``ckpt_dirs=[]`` only re-evaluates and re-renders); returns the report's
     path. ``jobs=2`` runs a setting's analyses in two processes
-    (:func:`repsim.reproduce.analyses.run_setting`)."""
+    (:func:`repsim.reproduce.analyses.run_setting`). ``along``: also repeat the analyses that
+    the claims read at every iteration a folder's runs share, at the reduced sizes of
+    :meth:`Settings.along` (:func:`repsim.reproduce.analyses.run_along`), so that the report
+    traces every clause along training."""
     from repsim.reproduce import analyses, figures
 
     settings = settings or Settings()
@@ -68,6 +72,8 @@ def reproduce(
     for folder in folders:
         results = analyses.run_setting(folder, out, settings, progress, jobs)
         figures.draw(results, out / "figures" / results.name)
+        if along:
+            analyses.run_along(folder, out, Settings.along(settings), progress, jobs)
     if rl_dir is not None:
         from repsim.rl.report import policy_checkpoints, write_rl_results
 
@@ -107,4 +113,49 @@ def evaluate_and_report(out: str | Path, progress: bool = True) -> Path:
     write_csv(out / "results" / "claims.csv", rows)
     if progress:
         print(claims.format_table(rows), flush=True)
-    return report.render(out, rows, done)
+    along = _claims_along(out, done, contexts)
+    return report.render(out, rows, done, along)
+
+
+def _claims_along(out: Path, settings: list[str], contexts: dict) -> dict | None:
+    """Every clause at every along-training iteration of the settings that have
+    ``results/<setting>/along/<iteration>/`` (``OUT/results/claims_along.json|csv``) and its
+    figures (``OUT/figures/claims_along/``); None when no setting has any."""
+    import json
+
+    from repsim.reproduce import claims, figures
+    from repsim.results import provenance, write_csv, write_json
+
+    results, sizes = {}, {}
+    for setting in settings:
+        base = out / "results" / setting / "along"
+        main = json.loads(next((out / "results" / setting).glob("*.json")).read_text())
+        along = {
+            int(p.name): {q.stem: json.loads(q.read_text()) for q in p.glob("*.json")}
+            for p in (sorted(base.glob("[0-9]*")) if base.is_dir() else [])
+            if p.is_dir()
+        }
+        # only iterations of the runs that the main tables describe (an earlier reproduction of
+        # the same setting from other runs may have left its own)
+        along = {
+            it: files
+            for it, files in along.items()
+            if files and all(f.get("runs") == main.get("runs") for f in files.values())
+        }
+        if not along:
+            continue
+        results[setting] = along
+        first = next(iter(next(iter(along.values())).values()))
+        used = first.get("provenance", {}).get("settings", {})
+        sizes[setting] = {k: used.get(k) for k in ("accuracy_tasks", "similarity_tasks")}
+    path = out / "results" / "claims_along.json"
+    if not results:
+        for stale in (path, path.with_suffix(".csv")):
+            stale.unlink(missing_ok=True)
+        return None
+    rows = claims.evaluate_along(results, contexts)
+    data = {"rows": rows, "summary": claims.held_from(rows), "sizes": sizes}
+    write_json(path, {**data, "provenance": provenance()})
+    write_csv(path.with_suffix(".csv"), rows)
+    figures.draw_claims_along(path, out / "figures" / "claims_along")
+    return data

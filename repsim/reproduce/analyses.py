@@ -5,6 +5,8 @@ renders; the figures (:mod:`repsim.reproduce.figures`) and the report
 
 Runs of different lengths are compared at their common iteration (:func:`common_iteration`:
 the latest at which every MAML and ANIL run has a checkpoint), so seeds compare like with like.
+Along training (:func:`run_along`), the analyses that a claim reads are repeated at every
+iteration the runs share (:func:`along_iterations`), each into ``<setting>/along/<iteration>/``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,16 @@ class Reproduction:
     """One checkpoint folder (one setting): its runs, the test tasks, an accuracy cache (each
     (checkpoint, head, freeze) is evaluated once across tables) and where results go."""
 
-    def __init__(self, ckpt_dir: str | Path, out: str | Path, settings: Settings, progress=True):
+    def __init__(
+        self,
+        ckpt_dir: str | Path,
+        out: str | Path,
+        settings: Settings,
+        progress=True,
+        at: int | None = None,
+    ):
+        """``at``: compare every run at this iteration (one of :func:`along_iterations`), and
+        write into ``results/<setting>/along/<at>/``; by default at the common iteration."""
         from repsim.checkpoint import load_checkpoint, read_checkpoint
         from repsim.evaluate import test_sampler_for
 
@@ -46,6 +57,8 @@ class Reproduction:
         _, self.record = load_checkpoint(self.root / self.runs[0].final)
         self.setting = setting_of(self.record)
         self.results = Path(out) / "results" / self.setting
+        if at is not None:
+            self.results = self.results / "along" / f"{at:06d}"
         self.results.mkdir(parents=True, exist_ok=True)
         self.sampler = test_sampler_for(self.record, settings.data_dir, seed=settings.seed)
         self.meta_runs = [r for r in self.runs if r.algorithm in ("maml", "anil")]
@@ -54,6 +67,14 @@ class Reproduction:
                 f"{self.root}/manifest.json lists no MAML run: the analyses compare against MAML"
             )
         self.common = common_iteration(self.meta_runs, self.root)
+        self.along = at is not None
+        if self.along:
+            if at not in along_iterations(self.meta_runs):
+                raise InputError(
+                    f"not every MAML and ANIL run of {self.root} has a checkpoint at iteration "
+                    f"{at}; they share {along_iterations(self.meta_runs)}"
+                )
+            self.common = at
         self.devices = {  # where each run was trained (older records: the CPU)
             r.name: read_checkpoint(self.root / r.final)[1].get("device", {}).get("type", "cpu")
             for r in self.runs
@@ -67,11 +88,28 @@ class Reproduction:
     def at_common(self, run: Run) -> Path:
         return run.checkpoint_at(self.common, self.root)
 
+    def baseline_checkpoint(self, run: Run) -> Path | None:
+        """A baseline regime's checkpoint for Table 5: its final one; along training, the one at
+        the iteration compared (an untrained ``random`` body is the same at every iteration),
+        or None when it has none there."""
+        if not self.along or run.algorithm == "random":
+            return self.root / run.final
+        if self.common == run.iterations or self.common in run.checkpoints:
+            return run.checkpoint_at(self.common, self.root)
+        return None
+
     def say(self, text: str) -> None:
         if self.progress:
             print(
                 f"[{time.perf_counter() - self.started:6.0f}s] {self.setting}: {text}", flush=True
             )
+
+    def bar(self, iterable=None, desc: str = "", total: int | None = None, unit: str = "task"):
+        """A progress bar for a stage of an analysis (:func:`repsim.progress.bar`: on a
+        terminal only), when the reproduction reports progress."""
+        from repsim.progress import bar
+
+        return bar(iterable, desc, total, unit, enabled=self.progress)
 
     def accuracies(
         self, path: Path, head: str = "adapt", freeze: int = 0, tasks: int | None = None
@@ -79,14 +117,15 @@ class Reproduction:
         """Per-task query accuracies of a checkpoint on the fixed test tasks ``0..tasks-1``."""
         from repsim.checkpoint import load_checkpoint
         from repsim.evaluate import evaluate_model
+        from repsim.progress import shown
 
         tasks = tasks or self.s.accuracy_tasks
         key = (str(path), head, freeze)
         have = self._acc.get(key, [])
         if len(have) < tasks:
             model, record = load_checkpoint(path)
-            r = evaluate_model(
-                model, record, self.sampler, tasks, freeze, head, progress=self.progress
+            r = evaluate_model(  # its bar only on a terminal, as every bar of the reproduction
+                model, record, self.sampler, tasks, freeze, head, progress=shown(self.progress)
             )
             self._acc[key] = have = r["per_task"]
         return have[:tasks]
@@ -135,11 +174,17 @@ class Reproduction:
         return data
 
 
+def along_iterations(runs: list[Run]) -> list[int]:
+    """Every iteration at which all ``runs`` have a checkpoint, ascending."""
+    have = [set(r.checkpoints) | {r.iterations} for r in runs]
+    return sorted(set.intersection(*have)) if have else []
+
+
 def common_iteration(runs: list[Run], root: Path) -> int:
     """The latest iteration at which every run has a checkpoint (its final one or one along
     training): runs of different lengths, or still training, are compared there."""
     have = [set(r.checkpoints) | {r.iterations} for r in runs]
-    shared = set.intersection(*have) if have else set()
+    shared = along_iterations(runs)
     if not shared:
         raise InputError(
             f"the runs in {root}/manifest.json share no checkpoint iteration "
@@ -149,13 +194,13 @@ def common_iteration(runs: list[Run], root: Path) -> int:
     return max(shared)
 
 
-def _change(rp: Reproduction, path: Path, measures=MEASURES, chance: bool = True):
+def _change(rp: Reproduction, path: Path, measures=MEASURES, chance: bool = True, desc=""):
     from repsim.checkpoint import load_meta_learner
     from repsim.representation import representation_change
 
     return representation_change(
         load_meta_learner(path),
-        rp.tasks(rp.s.similarity_tasks),
+        rp.bar(rp.tasks(rp.s.similarity_tasks), desc or path.stem),
         measures=measures,
         warn=lambda msg: None,
         chance=rp.s.chance_permutations if chance else 0,
@@ -188,7 +233,7 @@ def before_after(rp: Reproduction) -> dict:
             continue  # a folder with MAML only draws no ANIL figure
         records = []
         for run in runs:
-            change = _change(rp, rp.at_common(run))
+            change = _change(rp, rp.at_common(run), desc=f"Figure 2: {run.name}")
             records += [{**r, "seed": run.seed} for r in change.records]
         summary = summarise(records, ("layer", "measure"))
         chance = {
@@ -217,7 +262,7 @@ def along_training(rp: Reproduction) -> dict:
         path = run.checkpoint_at(it, rp.root)
         acc_none = mean_ci(rp.accuracies(path, freeze=0, tasks=rp.s.training_tasks))
         acc_frozen = mean_ci(rp.accuracies(path, freeze=4, tasks=rp.s.training_tasks))
-        change = _change(rp, path, measures=("cca", "cca98", "cka"))
+        change = _change(rp, path, ("cca", "cca98", "cka"), desc=f"Figure 3: iteration {it}")
         summary = change.summary()
         row = {
             "iteration": it,
@@ -353,6 +398,11 @@ def seed_similarity(rp: Reproduction) -> dict:
         "ANIL-MAML": [(a, m) for a in anil for m in maml if a[1] != m[1]],
     }
     rows, out = [], {}
+    steps = rp.bar(
+        desc="Table 3: seed pairs",
+        total=sum(bool(p) for p in pairs.values()) * len(MEASURES) * len(LAYERS),
+        unit="layer",
+    )
     for label, plist in pairs.items():
         if not plist:
             continue
@@ -361,6 +411,7 @@ def seed_similarity(rp: Reproduction) -> dict:
             fn = get_measure(measure)
             per_layer = {}
             for layer in LAYERS:
+                steps.set_postfix_str(f"{label} {measure} {layer}")
                 vals = [float(fn(acts[a][layer], acts[b][layer])) for a, b in plist]
                 a, b = plist[0]
                 chance = chance_level(
@@ -368,12 +419,14 @@ def seed_similarity(rp: Reproduction) -> dict:
                 )
                 per_layer[layer] = {**mean_ci(vals), "chance": chance}
                 rows.append({"pair": label, "measure": measure, "layer": layer, **per_layer[layer]})
+                steps.update()
             out[label][measure] = {
                 "body": float(np.mean([per_layer[lyr]["mean"] for lyr in BODY])),
                 "body_chance": float(np.mean([per_layer[lyr]["chance"] for lyr in BODY])),
                 "per_layer": per_layer,
                 "pairs": len(plist),
             }
+    steps.close()
     return rp.write(
         "table3_seed_similarity",
         {
@@ -418,7 +471,10 @@ def regimes(rp: Reproduction) -> dict:
     rows = []
     for regime in ("maml", "anil", "multiclass", "multitask", "nil", "random"):
         for run in rp.runs_of(regime):
-            path = rp.at_common(run) if regime in ("maml", "anil") else rp.root / run.final
+            path = rp.at_common(run) if regime in ("maml", "anil") else rp.baseline_checkpoint(run)
+            if path is None:
+                rp.say(f"Table 5: {run.name} has no checkpoint at iteration {rp.common}: left out")
+                continue
             label = regime
             if regime == "nil":
                 scale = read_checkpoint(path)[1]["train"].get("nil_train_scale", 10.0)
@@ -427,7 +483,8 @@ def regimes(rp: Reproduction) -> dict:
                 label, {"seeds": [], "iterations": [], "nil": [], "adapt": []}
             )
             entry["seeds"].append(run.seed)
-            entry["iterations"].append(rp.common if regime in ("maml", "anil") else run.iterations)
+            at_compared = regime in ("maml", "anil") or (rp.along and regime != "random")
+            entry["iterations"].append(rp.common if at_compared else run.iterations)
             for h in ("nil", "adapt"):
                 a = rp.accuracies(path, head=h)
                 entry[h].append(a)
@@ -518,6 +575,44 @@ def _median_time(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
+SUPPLEMENTARY = "supplementary: not one of the paper's claims"
+
+
+def linear_probes(rp: Reproduction) -> dict:
+    """Supplementary, not one of the paper's claims (no claim reads it): per layer, the query
+    accuracy of a linear probe (logistic regression fit on each task's support activations,
+    :func:`repsim.representation.linear_probe` with its defaults) before and after the inner
+    loop, beside the model's own head and the NIL head. MAML and ANIL seeds at the common
+    iteration, pooled, on the first ``similarity_tasks`` test tasks (Figure 2's)."""
+    from repsim.checkpoint import load_meta_learner
+    from repsim.representation import linear_probe
+    from repsim.results import summarise
+
+    tasks = rp.tasks(rp.s.similarity_tasks)
+    out, rows, settings, chance = {}, [], None, None
+    for algorithm in ("maml", "anil"):
+        records = []
+        for run in rp.runs_of(algorithm):
+            probe = linear_probe(
+                load_meta_learner(rp.at_common(run)), rp.bar(tasks, f"linear probes: {run.name}")
+            )
+            records += [{**r, "seed": run.seed} for r in probe.records]
+            settings, chance = probe.settings, probe.chance
+        if records:
+            summary = summarise(records, ("classifier", "layer", "stage"), "accuracy")
+            out[algorithm] = summary
+            rows += [{"algorithm": algorithm, **r} for r in summary]
+    data = {
+        "supplementary": SUPPLEMENTARY,
+        "iteration": rp.common,
+        "tasks": len(tasks),
+        "chance": chance,
+        "probe": settings,
+        "summary": out,
+    }
+    return rp.write("supplementary_linear_probe", data, rows)
+
+
 def _needs_maml_and_anil(rp: Reproduction) -> str:
     have = {r.algorithm for r in rp.meta_runs}
     return "" if have == {"maml", "anil"} else "needs MAML and ANIL runs"
@@ -549,6 +644,7 @@ ANALYSES = (
     ("Table 5: training regimes", regimes, _needs_a_baseline),
     ("Figure 3 / weight movement: along training", along_training, _always),
     ("Speed: ANIL vs MAML", speed, _always),
+    ("Supplementary: linear probes per layer", linear_probes, _always),
 )
 RESULT_FILES = {  # what each analysis writes: a skipped one's old files are removed
     before_after: ("figure2_similarity",),
@@ -559,6 +655,7 @@ RESULT_FILES = {  # what each analysis writes: a skipped one's old files are rem
     regimes: ("table5_regimes",),
     along_training: ("figure3_training", "weight_movement"),
     speed: ("speed",),
+    linear_probes: ("supplementary_linear_probe",),
 }
 
 
@@ -585,30 +682,59 @@ def run_all(rp: Reproduction, only: tuple[str, ...] | None = None) -> None:
 # runs alone after them.
 PARALLEL_GROUPS = (
     ("Figure 2", "Table 1", "Table 3", "Figure 3"),
-    ("Table 2", "Table 4", "Table 5"),
+    ("Table 2", "Table 4", "Table 5", "Supplementary"),
 )
 ALONE = ("Speed",)
+# Along training: the analyses whose claims compare runs at one iteration. Figure 3 and weight
+# movement are about training itself (they follow MAML seed 0 already), and the speed timing
+# does not depend on the iteration.
+ALONG = ("Figure 2", "Table 1", "Table 2", "Table 3", "Table 4", "Table 5")
 
 
-def _run_group(ckpt_dir, out, settings, progress, only, threads) -> None:
+def _run_group(ckpt_dir, out, settings, progress, only, threads, at=None) -> None:
     torch.set_num_threads(threads)  # a spawned process starts with torch's default (all cores)
-    run_all(Reproduction(ckpt_dir, out, settings, progress), only)
+    run_all(Reproduction(ckpt_dir, out, settings, progress, at), only)
+
+
+def run_along(
+    ckpt_dir: str | Path, out: str | Path, settings: Settings, progress=True, jobs: int = 1
+) -> list[Path]:
+    """The :data:`ALONG` analyses of one checkpoint folder at every iteration its MAML and
+    ANIL runs share (:func:`along_iterations`), with ``settings``' sizes; returns the results
+    folders, one per iteration."""
+    import shutil
+
+    runs = [r for r in read_manifest(ckpt_dir) if r.algorithm in ("maml", "anil")]
+    done = [
+        run_setting(ckpt_dir, out, settings, progress, jobs, at=it) for it in along_iterations(runs)
+    ]
+    for old in done[0].parent.iterdir() if done else []:  # iterations of other runs, earlier
+        if old.is_dir() and old not in done:
+            shutil.rmtree(old)
+    return done
 
 
 def run_setting(
-    ckpt_dir: str | Path, out: str | Path, settings: Settings, progress=True, jobs: int = 1
+    ckpt_dir: str | Path,
+    out: str | Path,
+    settings: Settings,
+    progress=True,
+    jobs: int = 1,
+    at: int | None = None,
 ) -> Path:
     """Every analysis of one checkpoint folder, in one process or (``jobs >= 2``) the groups
     of :data:`PARALLEL_GROUPS` side by side, each process with this process's torch thread
-    count; returns the setting's results folder."""
-    rp = Reproduction(ckpt_dir, out, settings, progress)
+    count; returns the setting's results folder. ``at``: the :data:`ALONG` analyses with every
+    run at that iteration, into ``<setting>/along/<at>/``."""
+    rp = Reproduction(ckpt_dir, out, settings, progress, at)
+    only = ALONG if at is not None else None
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
     if jobs >= 2 and main_file is not None and not os.path.exists(main_file):
         # a spawned process re-imports __main__: a script read from stdin cannot be
         rp.say(f"one process: __main__ is {main_file!r}, which a second process cannot import")
         jobs = 1
     if jobs < 2:
-        run_all(rp)
+        run_all(rp, only)
         return rp.results
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -617,10 +743,20 @@ def run_setting(
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
     with ProcessPoolExecutor(len(PARALLEL_GROUPS), mp_context=context) as pool:
         done = [
-            pool.submit(_run_group, ckpt_dir, out, settings, progress, group, threads)
+            pool.submit(
+                _run_group,
+                ckpt_dir,
+                out,
+                settings,
+                progress,
+                tuple(t for t in group if only is None or t in only),
+                threads,
+                at,
+            )
             for group in PARALLEL_GROUPS
         ]
         for future in done:
             future.result()  # re-raises an analysis's error here
-    run_all(rp, ALONE)
+    if at is None:
+        run_all(rp, ALONE)
     return rp.results

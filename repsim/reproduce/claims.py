@@ -34,9 +34,13 @@ class Clause:
     text: str
     band: str
     paper: str
-    check: Callable[[dict, dict], tuple[str, bool]]  # (results, context) -> (ours, in band)
+    # (results, context) -> (ours, in band), or (ours, in band, value, (low, high)): the
+    # clause's number and its band as numbers (None: unbounded), which the along-training
+    # figures plot
+    check: Callable[[dict, dict], tuple]
     dataset: str | None = None  # only settings of this dataset test it (None: any)
     untested: str = ""  # why it is not tested when no setting of ``dataset`` has results
+    paper_value: float | None = None  # the paper's number on the scale of ``value``, if one
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,11 @@ def _get(results: dict, name: str) -> dict:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
+
+
+def _valued(ours: str, ok: bool, value: float, low=None, high=None) -> tuple:
+    """A check's answer with its number and numeric band (``low <= value <= high``)."""
+    return ours, ok, float(value), (low, high)
 
 
 def _sim(results: dict, algorithm: str, layer: str, measure: str) -> float:
@@ -99,22 +108,23 @@ def _freeze_acc(results: dict) -> dict:
 def _freeze_drop(results, ctx):
     acc = _freeze_acc(results)
     drop = 100 * (acc["none"] - acc["conv1-4"])
-    return (
-        f"{_pct(acc['none'])} → {_pct(acc['conv1-4'])} (drop {drop:.1f})"
-    ), drop <= _freeze_band(ctx)
+    band = _freeze_band(ctx)
+    ours = f"{_pct(acc['none'])} → {_pct(acc['conv1-4'])} (drop {drop:.1f})"
+    return _valued(ours, drop <= band, drop, None, band)
 
 
 def _freeze_intermediate(results, ctx):
     acc = _freeze_acc(results)
     drops = {k: 100 * (acc["none"] - acc[k]) for k in FREEZE_LABELS[1:4]}
     ours = ", ".join(f"{k} {d:+.1f}" for k, d in drops.items())
-    return f"drops {ours}", max(drops.values()) <= _freeze_band(ctx)
+    worst, band = max(drops.values()), _freeze_band(ctx)
+    return _valued(f"drops {ours}", worst <= band, worst, None, band)
 
 
 def _freeze_monotone(results, ctx):
     acc = [100 * _freeze_acc(results)[k] for k in FREEZE_LABELS]
     rises = [b - a for a, b in zip(acc, acc[1:])]
-    return " → ".join(f"{a:.1f}" for a in acc), max(rises) <= 0.5
+    return _valued(" → ".join(f"{a:.1f}" for a in acc), max(rises) <= 0.5, max(rises), None, 0.5)
 
 
 # --- 2. before vs after -----------------------------------------------------------------------
@@ -124,7 +134,8 @@ def _layer_at_least(layer: str, bound: float):
     def check(results, ctx):
         v = _sim(results, "maml", layer, M)
         c = _chance(results, "maml", layer, M)
-        return f"{v:.3f}" + (f" (chance {c:.2f})" if c is not None else ""), v >= bound
+        ours = f"{v:.3f}" + (f" (chance {c:.2f})" if c is not None else "")
+        return _valued(ours, v >= bound, v, bound, None)
 
     return check
 
@@ -132,7 +143,9 @@ def _layer_at_least(layer: str, bound: float):
 def _head_at_most(results, ctx):
     v = _sim(results, "maml", "head", M)
     c = _chance(results, "maml", "head", M)
-    return f"{v:.3f}" + (f" (chance {c:.2f})" if c is not None else ""), v <= 0.6
+    return _valued(
+        f"{v:.3f}" + (f" (chance {c:.2f})" if c is not None else ""), v <= 0.6, v, None, 0.6
+    )
 
 
 def _layer_order(results, ctx):
@@ -143,12 +156,14 @@ def _layer_order(results, ctx):
 
 def _cka_body(results, ctx):
     vals = {lyr: _sim(results, "maml", lyr, "cka") for lyr in BODY}
-    return ", ".join(f"{k} {v:.3f}" for k, v in vals.items()), min(vals.values()) >= 0.9
+    low = min(vals.values())
+    return _valued(", ".join(f"{k} {v:.3f}" for k, v in vals.items()), low >= 0.9, low, 0.9)
 
 
 def _cka_head_gap(results, ctx):
     head, conv4 = _sim(results, "maml", "head", "cka"), _sim(results, "maml", "conv4", "cka")
-    return f"head {head:.3f}, conv4 {conv4:.3f} (gap {conv4 - head:.3f})", conv4 - head >= 0.15
+    gap = conv4 - head
+    return _valued(f"head {head:.3f}, conv4 {conv4:.3f} (gap {gap:.3f})", gap >= 0.15, gap, 0.15)
 
 
 # --- 3. feature reuse early -------------------------------------------------------------------
@@ -191,9 +206,8 @@ def _t2(results: dict) -> dict:
 def _anil_not_below(results, ctx):
     s = _t2(results)
     gap = 100 * (s["anil"]["mean"] - s["maml"]["mean"])
-    return f"MAML {_pct(s['maml']['mean'])}, ANIL {_pct(s['anil']['mean'])} ({gap:+.1f})", (
-        gap >= -1.0
-    )
+    ours = f"MAML {_pct(s['maml']['mean'])}, ANIL {_pct(s['anil']['mean'])} ({gap:+.1f})"
+    return _valued(ours, gap >= -1.0, gap, -1.0)
 
 
 def _losses_close(results, ctx):
@@ -203,16 +217,17 @@ def _losses_close(results, ctx):
         raise NotTested("no learning curves")
     m, a = (sum(v) / len(v) for v in (vals["maml"], vals["anil"]))
     rel = abs(a - m) / m
-    return f"MAML {m:.3f}, ANIL {a:.3f} ({100 * rel:.0f} % apart)", rel <= 0.15
+    return _valued(
+        f"MAML {m:.3f}, ANIL {a:.3f} ({100 * rel:.0f} % apart)", rel <= 0.15, rel, 0, 0.15
+    )
 
 
 def _anil_close(results, ctx):
     s = _t2(results)
     gap = 100 * (s["anil"]["mean"] - s["maml"]["mean"])
     band = 2.0 if _shots(ctx) == 1 else 2.5
-    return f"MAML {_pct(s['maml']['mean'])}, ANIL {_pct(s['anil']['mean'])} ({gap:+.1f})", (
-        abs(gap) <= band
-    )
+    ours = f"MAML {_pct(s['maml']['mean'])}, ANIL {_pct(s['anil']['mean'])} ({gap:+.1f})"
+    return _valued(ours, abs(gap) <= band, gap, -band, band)
 
 
 NO_MINIIMAGENET = (
@@ -233,9 +248,8 @@ def _cross_close(measure: str):
         within = {k: s[k][measure]["body"] for k in ("MAML-MAML", "ANIL-ANIL") if k in s}
         chance = s["ANIL-MAML"][measure]["body_chance"]
         ours = f"ANIL-MAML {cross:.3f} vs " + ", ".join(f"{k} {v:.3f}" for k, v in within.items())
-        return ours + f" (chance {chance:.2f})", all(
-            abs(cross - v) <= 0.05 for v in within.values()
-        )
+        apart = max(abs(cross - v) for v in within.values())
+        return _valued(ours + f" (chance {chance:.2f})", apart <= 0.05, apart, 0, 0.05)
 
     return check
 
@@ -253,18 +267,16 @@ def _nil(results: dict, body: str) -> dict:
 def _nil_vs_anil(results, ctx):
     s = _nil(results, "anil")
     gap = 100 * (s["nil"]["mean"] - s["own"]["mean"])
-    return f"ANIL {_pct(s['own']['mean'])}, NIL {_pct(s['nil']['mean'])} ({gap:+.1f})", (
-        abs(gap) <= 2.5
-    )
+    ours = f"ANIL {_pct(s['own']['mean'])}, NIL {_pct(s['nil']['mean'])} ({gap:+.1f})"
+    return _valued(ours, abs(gap) <= 2.5, gap, -2.5, 2.5)
 
 
 def _head_swap(body: str):
     def check(results, ctx):
         s = _nil(results, body)
         gap = 100 * (s["own"]["mean"] - s["nil"]["mean"])
-        return f"own {_pct(s['own']['mean'])}, NIL {_pct(s['nil']['mean'])} ({gap:+.1f})", (
-            abs(gap) <= 2.5
-        )
+        ours = f"own {_pct(s['own']['mean'])}, NIL {_pct(s['nil']['mean'])} ({gap:+.1f})"
+        return _valued(ours, abs(gap) <= 2.5, gap, -2.5, 2.5)
 
     return check
 
@@ -283,14 +295,15 @@ def _gap_at_least(high: tuple[str, ...], low: str, bound: float):
     def check(results, ctx):
         h = min(_regime(results, r) for r in high)
         lo = _regime(results, low)
-        return f"{'/'.join(high)} {h:.1f}, {low} {lo:.1f} ({h - lo:+.1f})", h - lo >= bound
+        ours = f"{'/'.join(high)} {h:.1f}, {low} {lo:.1f} ({h - lo:+.1f})"
+        return _valued(ours, h - lo >= bound, h - lo, bound)
 
     return check
 
 
 def _maml_anil_close(results, ctx):
     m, a = _regime(results, "maml"), _regime(results, "anil")
-    return f"MAML {m:.1f}, ANIL {a:.1f}", abs(m - a) <= 2.0
+    return _valued(f"MAML {m:.1f}, ANIL {a:.1f}", abs(m - a) <= 2.0, a - m, -2.0, 2.0)
 
 
 def _multitask_worst(results, ctx):
@@ -360,6 +373,7 @@ def _rl_anil_matches_maml(env: str):
 # --- the claims -------------------------------------------------------------------------------
 
 P1 = PAPER["table1_freezing"]
+_P1 = [P1["miniimagenet-5w1s"][k] for k in FREEZE_LABELS]  # the paper's 1-shot row, in points
 
 CLAIMS: tuple[Claim, ...] = (
     Claim(
@@ -376,18 +390,21 @@ CLAIMS: tuple[Claim, ...] = (
                 f" (0.6); 5-shot {P1['miniimagenet-5w5s']['none']} → "
                 f"{P1['miniimagenet-5w5s']['conv1-4']} (2.1)",
                 _freeze_drop,
+                paper_value=round(_P1[0] - _P1[4], 2),
             ),
             Clause(
                 "each intermediate setting (conv1, conv1–2, conv1–3) within the same band",
                 "same band",
                 "drops 0.4, 0.5, 0.6 (1-shot)",
                 _freeze_intermediate,
+                paper_value=round(max(_P1[0] - a for a in _P1[1:4]), 2),
             ),
             Clause(
                 "accuracy non-increasing as more layers freeze",
                 "each rise ≤ 0.5 pt",
                 "46.9 → 46.5 → 46.4 → 46.3 → 46.3",
                 _freeze_monotone,
+                paper_value=round(max(b - a for a, b in zip(_P1, _P1[1:])), 2),
             ),
         ),
     ),
@@ -633,12 +650,17 @@ def evaluate(results: dict[str, dict], contexts: dict[str, dict]) -> list[dict]:
             for clause in claim.clauses:
                 if clause.dataset not in (None, setting.split("-", 1)[0]):
                     continue
+                value, bounds = None, (None, None)
                 try:
-                    ours, ok = clause.check(results[setting], contexts[setting])
+                    answer = clause.check(results[setting], contexts[setting])
+                    ours, ok = answer[:2]
+                    if len(answer) == 4:
+                        value, bounds = answer[2], answer[3]
                     verdict, reason = (HOLDS if ok else FAILS), ""
                 except NotTested as exc:
                     ours, verdict, reason = "", NOT_TESTED, str(exc)
-                rows.append(_row(claim, clause, setting, proxy, ours, verdict, reason))
+                row = _row(claim, clause, setting, proxy, ours, verdict, reason)
+                rows.append({**row, "value": value, "band_low": bounds[0], "band_high": bounds[1]})
     return rows
 
 
@@ -653,9 +675,86 @@ def _row(claim, clause, setting, proxy, ours, verdict, reason) -> dict:
         "ours": ours,
         "band": clause.band,
         "paper": clause.paper,
+        "paper_value": clause.paper_value,
         "verdict": verdict,
         "reason": reason,
     }
+
+
+def evaluate_along(results: dict[str, dict[int, dict]], contexts: dict[str, dict]) -> list[dict]:
+    """The clauses at every along-training iteration of each setting.
+
+    ``results[setting][iteration]`` holds that iteration's results files (every run of the
+    setting at the same iteration). Returns the rows of :func:`evaluate` for the setting itself
+    (no "not tested here" rows for other datasets), each with its ``iteration``; a claim whose
+    results are not computed along training (Figure 3 and weight movement, which are about
+    training itself; the speed timing) has no rows.
+    """
+    rows = []
+    for setting, by_iteration in results.items():
+        for iteration in sorted(by_iteration):
+            for row in evaluate({setting: by_iteration[iteration]}, {setting: contexts[setting]}):
+                if row["setting"] == setting:
+                    rows.append({**row, "iteration": iteration})
+    return rows
+
+
+def held_from(rows: list[dict]) -> list[dict]:
+    """One row per (claim, clause, setting) of :func:`evaluate_along`'s rows: its value and
+    verdict at each iteration and ``holds_from``, the first iteration from which it holds at
+    every later one, or ``never held`` (``held, not at the end`` when it held at some iteration
+    but fails at the last; ``not tested`` when no iteration decides it)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["key"], r["clause"], r["setting"]), []).append(r)
+    out = []
+    for (_, _, setting), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["iteration"])
+        verdicts = [r["verdict"] for r in rs]
+        if all(v == NOT_TESTED for v in verdicts):
+            since = "not tested"
+        elif verdicts[-1] != HOLDS:
+            since = "held, not at the end" if HOLDS in verdicts else "never held"
+        else:
+            k = len(rs)
+            while k > 0 and verdicts[k - 1] == HOLDS:
+                k -= 1
+            since = f"from {rs[k]['iteration']:,}"
+        first = rs[0]
+        out.append(
+            {
+                **{k: first[k] for k in ("claim", "key", "source", "clause", "band", "paper")},
+                "setting": setting,
+                "proxy": first["proxy"],
+                "iterations": [r["iteration"] for r in rs],
+                "ours": [r["ours"] for r in rs],
+                "values": [r["value"] for r in rs],
+                "verdicts": verdicts,
+                "holds_from": since,
+            }
+        )
+    return out
+
+
+def format_along_table(summary: list[dict]) -> str:
+    """:func:`held_from`'s rows as Markdown: one column per iteration (value and verdict)."""
+    iterations = sorted({i for r in summary for i in r["iterations"]})
+    mark = {HOLDS: "✓", FAILS: "✗", NOT_TESTED: "–"}
+    head = ["claim (source)", "clause", "setting", *(f"{i:,}" for i in iterations), "holds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in summary:
+        at = dict(zip(r["iterations"], zip(r["values"], r["verdicts"], r["ours"])))
+        cells = [f"{r['claim']} ({r['source']})", r["clause"], r["setting"]]
+        for i in iterations:
+            if i not in at:
+                cells.append("")
+                continue
+            value, verdict, ours = at[i]
+            shown = f"{value:.3g}" if value is not None else (ours or "")
+            cells.append(f"{shown} {mark[verdict]}".strip())
+        cells.append(r["holds_from"])
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
 
 
 def format_table(rows: list[dict]) -> str:

@@ -137,7 +137,7 @@ def _setting_section(folder: Path, link: str) -> list[str]:
             p = PAPER["table3"][pair]
             cells = [f"{_f(v[m]['body'])} ({_f(v[m]['body_chance'])})" for m in MEASURES]
             lines.append(f"| {pair} | " + " | ".join(cells) + f" | {p['cca']} | {p['cka']} |")
-        lines.append("")
+        lines += ["", f"![Table 3]({link}/{setting}/table3_seed_similarity.png)", ""]
     t4 = _load(folder, "table4_nil")
     if t4 and t4["summary"]:
         lines += [
@@ -186,7 +186,48 @@ def _setting_section(folder: Path, link: str) -> list[str]:
             f"{s['anil']['test_adapt_s']:.4f} | {s['speedup_test']:.1f}x | 4.1x |",
             "",
         ]
-    return lines
+    return lines + _probe_section(folder)
+
+
+PROBE_ROWS = {"model": "model's own head", "nil": "NIL head"}
+STAGES = ("before", "after")
+
+
+def _probe_section(folder: Path) -> list[str]:
+    """The supplementary linear probes (``supplementary_linear_probe.json``), labelled as such:
+    no claim reads them."""
+    data = _load(folder, "supplementary_linear_probe")
+    if not data or not data["summary"]:
+        return []
+    pr = data["probe"] or {}
+    features = "standardised on the support set" if pr.get("standardize") else "raw"
+    pooling = "averaged over positions" if pr.get("conv_mode") == "channels" else "flattened"
+    lines = [
+        "### Linear probes per layer (supplementary: not one of the paper's claims)",
+        "",
+        "No clause reads these numbers and they add no row to the claims table. Per task, a "
+        f"multinomial logistic regression (scikit-learn, lbfgs, C = {pr.get('C')}, features "
+        f"{features}, conv maps {pooling}) is fit on each layer's support activations and "
+        f"scored on the query, before and after the inner loop; {data['tasks']} tasks, seeds "
+        f"pooled, iteration {data['iteration']}; chance {100 * data['chance']:.0f} %.",
+        "",
+        "| algorithm | query accuracy of | before, meta-init (%) | after the inner loop (%) |",
+        "|---|---|---|---|",
+    ]
+    for algorithm, rows in data["summary"].items():
+        cells = {(r["classifier"], r["layer"], r["stage"]): r for r in rows}
+        keys = list(dict.fromkeys((r["classifier"], r["layer"]) for r in rows))
+        for classifier, layer in keys:
+            name = f"probe on {layer}" if classifier == "probe" else PROBE_ROWS[classifier]
+            before, after = (_pct_or_dash(cells.get((classifier, layer, s))) for s in STAGES)
+            lines.append(f"| {algorithm.upper()} | {name} | {before} | {after} |")
+    stem = f"../figures/{folder.name}/supplementary_linear_probe"
+    figures = " ".join(f"![Linear probes, {a.upper()}]({stem}_{a}.png)" for a in data["summary"])
+    return lines + ["", figures, ""]
+
+
+def _pct_or_dash(s: dict | None) -> str:
+    return "—" if s is None or s.get("mean") is None else _pct(s)
 
 
 def _rl_section(folder: Path) -> list[str]:
@@ -215,9 +256,42 @@ def _rl_section(folder: Path) -> list[str]:
     return lines
 
 
-def render(out: str | Path, claims: list[dict], settings: list[str]) -> Path:
+def _along_section(along: dict) -> list[str]:
+    """The second table: every clause at each along-training iteration, and since when it
+    holds."""
+    from repsim.reproduce.claims import format_along_table
+
+    sizes = "; ".join(
+        f"`{s}`: {v['accuracy_tasks']} accuracy tasks, {v['similarity_tasks']} similarity tasks"
+        for s, v in along["sizes"].items()
+    )
+    keys = sorted({r["key"] for r in along["summary"]})
+    return [
+        "## Claims along training",
+        "",
+        "Each clause at every iteration that all of a setting's MAML and ANIL runs (and, for "
+        "Table 5, its baselines) share, every run at that same iteration, evaluated at the "
+        f"reduced sizes of the bands ({sizes}). The claims table above keeps the final "
+        "checkpoints at the full sizes. A cell is the clause's number (or our text where it "
+        "has none) and ✓ holds, ✗ fails, – not tested; the last column gives the first "
+        "iteration from which the clause holds at every later one. Figure 3, weight movement "
+        "and the speed timing are about training itself and are not repeated here.",
+        "",
+        format_along_table(along["summary"]),
+        "",
+        "Figures (the clause's number against iteration, band shaded, the paper's number "
+        "marked where it has one): "
+        + ", ".join(f"[{k}](../figures/claims_along/{k}.png)" for k in keys)
+        + ".",
+        "",
+    ]
+
+
+def render(
+    out: str | Path, claims: list[dict], settings: list[str], along: dict | None = None
+) -> Path:
     """Write ``OUT/results/report.md`` from ``OUT/results/<setting>/*.json`` and the evaluated
-    claims; returns its path."""
+    claims (and, when given, the claims along training); returns its path."""
     from repsim.provenance import code_version
 
     results = Path(out) / "results"
@@ -245,6 +319,8 @@ def render(out: str | Path, claims: list[dict], settings: list[str]) -> Path:
         "machine. Its reader and presets are ready for a machine that has it.",
         "",
     ]
+    if along:
+        lines += _along_section(along)
     for setting in settings:
         if setting == "rl":
             lines += _rl_section(results / "rl")

@@ -56,6 +56,18 @@ class Settings:
     data_dir: str | None = None
 
     @classmethod
+    def along(cls, full: Settings) -> Settings:
+        """The sizes of the along-training evaluation: the reduced scale that the claims'
+        bands were set at (200 accuracy tasks, 20 similarity tasks), never above ``full``'s."""
+        return dataclasses.replace(
+            full,
+            accuracy_tasks=min(full.accuracy_tasks, 200),
+            freeze_tasks=min(full.freeze_tasks, 200),
+            similarity_tasks=min(full.similarity_tasks, 20),
+            compare_tasks=min(full.compare_tasks, 10),
+        )
+
+    @classmethod
     def quick(cls, data_dir: str | None = None) -> Settings:
         return cls(
             accuracy_tasks=6,
