@@ -26,11 +26,11 @@ def time_config(preset: str, algorithm: str, workers: int, repeats: int) -> dict
     import torch
 
     from repsim.inner_loop import InnerLoop
-    from repsim.rl.envs import make_env
+    from repsim.rl.envs import env_for
     from repsim.rl.train import config_from_preset, make_policy, meta_iteration
 
     cfg = config_from_preset(preset, algorithm=algorithm, workers=workers)
-    env = make_env(cfg.env, cfg.horizon or None, workers)
+    env = env_for(cfg.to_dict(), workers)
     rows = []
     try:
         model = make_policy(cfg, env)

@@ -127,6 +127,34 @@ def test_discounted_returns_and_gae_by_hand():
     assert abs(float(z.mean())) < 1e-12 and float(z.std(unbiased=False)) == pytest.approx(1.0)
 
 
+def test_masked_advantages_and_inner_loss_count_only_the_steps_inside_the_episodes():
+    """With episodes that end early (2D-Navigation at the goal): the baseline is fitted, and
+    the advantages normalised, on the steps inside the episodes only, the steps after the end
+    get advantage 0, and the inner loss is the mean over the steps inside (MAML-RL's mean
+    over a task's concatenated paths), so the steps after the end count for nothing."""
+    from repsim.rl.returns import advantages
+
+    g = torch.Generator().manual_seed(3)
+    h, b = 6, 4
+    obs = torch.randn(h, b, 2, generator=g, dtype=torch.float64)
+    rewards = torch.randn(h, b, generator=g, dtype=torch.float64)
+    lengths = [6, 3, 5, 2]
+    mask = torch.stack([(torch.arange(h) < n).double() for n in lengths], dim=1)
+    adv = advantages(obs, rewards * mask, 0.9, 1.0, mask=mask)
+    assert adv[mask == 0].eq(0).all()
+    inside = adv[mask > 0]
+    assert float(inside.mean()) == pytest.approx(0.0, abs=1e-12)
+    assert float(inside.std(unbiased=False)) == pytest.approx(1.0, abs=1e-6)
+    model = _tiny_policy()
+    actions = torch.randn(h, b, 2, generator=g, dtype=torch.float64)
+    output = model(obs)
+    masked = reinforce_loss(output, (actions, adv, mask))
+    logp = log_prob(output, actions)
+    assert torch.allclose(masked, -(logp[mask > 0] * adv[mask > 0]).mean())
+    no_mask = advantages(obs, rewards, 0.9, 1.0)  # all steps count: the fixed-horizon path
+    assert torch.allclose(advantages(obs, rewards, 0.9, 1.0, mask=torch.ones(h, b)), no_mask)
+
+
 def test_linear_baseline_recovers_a_target_in_its_feature_space():
     g = torch.Generator().manual_seed(0)
     obs = torch.randn(30, 4, 2, generator=g, dtype=torch.float64)

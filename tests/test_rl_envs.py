@@ -60,6 +60,52 @@ def test_an_agent_that_walks_straight_to_the_goal_stays_there_with_zero_reward()
     assert all(b >= a for a, b in zip(rewards, rewards[1:]))  # never farther from the goal
 
 
+def test_navigation_ends_an_episode_within_a_hundredth_of_the_goal_as_maml_rl():
+    """Finn et al.'s point_env_randgoal.py: done when |dx| < 0.01 and |dy| < 0.01 after the
+    move; the step that arrives keeps its reward, and the slot then stays put and earns 0."""
+    env = Navigation2D(horizon=10, goal_tolerance=0.01)
+    assert env.terminates and not Navigation2D().terminates
+    goals = np.array([[0.15, -0.05], [0.45, 0.45]])
+    obs = env.reset([{"goal": g.tolist()} for g in goals])
+    assert env.dones.tolist() == [False, False]
+    obs, r = env.step(np.array([[0.1, -0.05], [0.1, 0.1]]))
+    assert env.dones.tolist() == [False, False]
+    obs, r = env.step(np.array([[0.045, 0.0], [0.1, 0.1]]))  # slot 0 lands 0.005 from the goal
+    assert env.dones.tolist() == [True, False]
+    assert r[0] == pytest.approx(-0.005) and r[1] < 0
+    arrived = obs[0].copy()
+    obs, r = env.step(np.array([[0.1, 0.1], [0.1, 0.1]]))
+    assert np.array_equal(obs[0], arrived) and r[0] == 0.0 and r[1] < 0
+    env.reset([{"goal": g.tolist()} for g in goals])
+    assert env.dones.tolist() == [False, False]  # a reset starts every episode again
+    with pytest.raises(InputError, match="goal_tolerance"):
+        Navigation2D(goal_tolerance=-1)
+
+
+def test_rollouts_mask_the_steps_after_the_goal_and_repeat_the_fixed_horizon_without_it():
+    import torch
+
+    from repsim.rl.policy import GaussianMLPPolicy, PolicyConfig
+    from repsim.rl.sampling import rollout
+
+    torch.manual_seed(0)
+    model = GaussianMLPPolicy(PolicyConfig(2, 2, 8, init_std=0.05))
+    with torch.no_grad():  # a mean action of 0.1 per axis: straight to the goal (0.2, 0.2)
+        model.head.weight.zero_()
+        model.head.bias.fill_(0.1)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    tasks = [{"goal": [0.2, 0.2]}, {"goal": [-0.5, 0.5]}]
+    ended = rollout(Navigation2D(8, goal_tolerance=0.05), model, params, tasks, 3, seed=1)
+    full = rollout(Navigation2D(8), model, params, tasks, 3, seed=1)
+    assert full.mask is None and ended.mask.shape == (2, 8, 3)
+    assert ended.mask[0, :2].eq(1).all() and ended.mask[0, 2:].eq(0).all()  # at the goal at 2
+    assert ended.mask[1].eq(1).all()  # the far goal is never reached
+    assert ended.rewards[0, 2:].eq(0).all()
+    assert torch.equal(ended.actions, full.actions)  # the same noise either way
+    assert torch.equal(ended.rewards[0, :2], full.rewards[0, :2])
+    assert torch.equal(ended.rewards[1], full.rewards[1])
+
+
 def test_tasks_are_a_pure_function_of_seed_and_index_in_the_documented_ranges():
     assert sample_task("2dnav", 3, 7) == sample_task("2dnav", 3, 7)
     assert sample_task("2dnav", 3, 7) != sample_task("2dnav", 3, 8)

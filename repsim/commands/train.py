@@ -167,6 +167,30 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="head (default): the inner loop adapts the log-std with the head; "
         "meta: only the outer loop trains it",
     )
+    rl.add_argument(
+        "--goal-tolerance",
+        type=float,
+        default=None,
+        help="2D-Navigation: end an episode within this of the goal in x and y (preset 0.01, "
+        "as MAML-RL; 0: run every episode to the horizon)",
+    )
+    rl.add_argument("--hidden", type=int, default=None, help="policy units per layer (100)")
+    rl.add_argument("--nonlinearity", choices=("relu", "tanh"), default=None, help="(relu)")
+    rl.add_argument(
+        "--heldout-every",
+        type=int,
+        default=None,
+        help="evaluate on fixed held-out tasks every this many iterations (10; 0: never)",
+    )
+    rl.add_argument("--heldout-tasks", type=int, default=None, help="held-out tasks (20)")
+    rl.add_argument("--heldout-trajectories", type=int, default=None, help="per held-out task (10)")
+    rl.add_argument(
+        "--step-check-every",
+        type=int,
+        default=None,
+        help="re-measure the TRPO step's gain on a fresh meta-batch every this many "
+        "iterations (10; 0: never)",
+    )
     p.set_defaults(func=run, config_fields=add_config_options(p))
     return p
 
@@ -208,6 +232,8 @@ def _run_rl(args: argparse.Namespace) -> int:
     keys = ("algorithm", "meta_batch", "trajectories", "horizon", "inner_lr", "inner_steps")
     keys += ("test_inner_steps", "max_kl", "iterations", "seed", "workers", "save_every")
     keys += ("threads",)  # the shared option, applied once in cli.main
+    keys += ("goal_tolerance", "hidden", "nonlinearity", "heldout_every", "heldout_tasks")
+    keys += ("heldout_trajectories", "step_check_every")
     cfg = config_from_preset(
         args.preset, adapt_log_std=log_std, **{k: getattr(args, k) for k in keys}
     )
@@ -219,7 +245,9 @@ def _run_rl(args: argparse.Namespace) -> int:
     return 0
 
 
-RL_ONLY = ("trajectories", "horizon", "max_kl", "workers", "log_std")
+RL_ONLY = ("trajectories", "horizon", "max_kl", "workers", "log_std", "goal_tolerance")
+RL_ONLY += ("hidden", "nonlinearity", "heldout_every", "heldout_tasks", "heldout_trajectories")
+RL_ONLY += ("step_check_every",)
 # The TrainConfig options a meta-RL preset also takes; every other one is classification only.
 RL_SHARED = (
     "algorithm",

@@ -15,7 +15,9 @@ One module per job, data flowing one way::
 - :mod:`repsim.rl.returns`: discounted returns, the linear feature baseline and GAE;
 - :mod:`repsim.rl.trpo`: conjugate gradient, Fisher-vector product and the TRPO step;
 - :mod:`repsim.rl.metalearn`: the meta-objective (adapt, surrogate, KL) of a meta-batch;
-- :mod:`repsim.rl.train`: configs, presets and the training loop with checkpoint / resume;
+- :mod:`repsim.rl.config`: the run's configuration and the presets (docs/meta-rl-protocol.md);
+- :mod:`repsim.rl.train`: the meta-iteration, held-out monitoring, the loop and the driver
+  with checkpoint / resume;
 - :mod:`repsim.rl.evaluate`, :mod:`repsim.rl.similarity`, :mod:`repsim.rl.report`: analysis.
 
 Nothing heavy is imported here: gymnasium and mujoco load only when a HalfCheetah task is built.

@@ -9,13 +9,18 @@ classification tasks are:
 
 An environment steps a flat batch of ``n`` *slots* (one trajectory each, every slot with its
 own task) in one call: ``reset(tasks, seed) -> observations (n, obs_dim)`` and
-``step(actions (n, act_dim)) -> (observations (n, obs_dim), rewards (n,))``. Episodes have a
-fixed ``horizon`` and no early termination (HalfCheetah never terminates; 2D-Navigation is not
-stopped at the goal: the issue's protocol is 100 steps).
+``step(actions (n, act_dim)) -> (observations (n, obs_dim), rewards (n,))``. Episodes last at
+most ``horizon`` steps. An environment whose ``terminates`` is true can end a slot's episode
+early: ``dones`` (n,) says which slots have ended (after the last step); an ended slot stays
+where it is and earns 0 until the next ``reset``. HalfCheetah never terminates.
 
 - :class:`Navigation2D`: numpy, the whole batch is one array operation. The agent starts at the
   origin, the action is clipped to [-0.1, 0.1]^2 and added to the position, and the reward is
-  minus the distance to the goal after the move; the observation is the position.
+  minus the distance to the goal after the move; the observation is the position. With
+  ``goal_tolerance=d > 0`` an episode ends at the first step that leaves the agent within ``d``
+  of the goal in both coordinates, as in MAML-RL (Finn et al.'s ``point_env_randgoal.py`` and
+  pytorch-maml-rl's ``navigation.py``: ``|dx| < 0.01 and |dy| < 0.01``); ``0`` never ends it
+  (see docs/meta-rl-protocol.md).
 - :class:`HalfCheetahTasks`: gymnasium's ``HalfCheetah-v5`` (MuJoCo physics) in a gymnasium
   vector environment of groups of cheetahs, ``SyncVectorEnv`` with one process or
   ``AsyncVectorEnv`` (a process per group) with ``workers > 1``; a reward wrapper
@@ -30,6 +35,7 @@ import numpy as np
 from repsim.errors import InputError
 
 ENVIRONMENTS = ("2dnav", "cheetah-dir", "cheetah-vel")
+TEST_SEED = 1000  # the seed of the fixed test tasks (repsim.rl.evaluate)
 CONTROL_COST = 0.05  # the weight of ||a||^2 in both HalfCheetah rewards
 
 
@@ -46,22 +52,37 @@ def sample_task(env: str, seed: int, index: int) -> dict:
 
 
 class Navigation2D:
-    """2D-Navigation, vectorised over every slot (tasks x trajectories) with numpy."""
+    """2D-Navigation, vectorised over every slot (tasks x trajectories) with numpy;
+    ``goal_tolerance > 0`` ends a slot's episode at the goal (see the module docstring)."""
 
     observation_dim = 2
     action_dim = 2
 
-    def __init__(self, horizon: int = 100, max_step: float = 0.1):
+    def __init__(self, horizon: int = 100, max_step: float = 0.1, goal_tolerance: float = 0.0):
+        if goal_tolerance < 0:
+            raise InputError(f"goal_tolerance must be >= 0 (0: never stop), got {goal_tolerance}")
         self.horizon = horizon
         self.max_step = max_step
+        self.goal_tolerance = goal_tolerance
         self._position = np.zeros((0, 2))
         self._goal = np.zeros((0, 2))
+        self._done = np.zeros(0, dtype=bool)
+
+    @property
+    def terminates(self) -> bool:
+        return self.goal_tolerance > 0
+
+    @property
+    def dones(self) -> np.ndarray:
+        """``(n,)`` bool: the slots whose episode has ended."""
+        return self._done.copy()
 
     def reset(self, tasks: list[dict], seed: int = 0) -> np.ndarray:
         """Every slot at the origin; ``tasks[i]["goal"]`` is slot i's goal. ``seed`` is unused
         (the dynamics are deterministic) and kept for a common interface."""
         self._goal = np.asarray([t["goal"] for t in tasks], dtype=np.float64).reshape(-1, 2)
         self._position = np.zeros_like(self._goal)
+        self._done = np.zeros(len(self._goal), dtype=bool)
         return self._position.copy()
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,8 +91,15 @@ class Navigation2D:
             raise InputError(
                 f"actions have shape {actions.shape}; this batch needs {self._position.shape}"
             )
-        self._position = self._position + np.clip(actions, -self.max_step, self.max_step)
+        move = np.clip(actions, -self.max_step, self.max_step)
+        if self.terminates:
+            move[self._done] = 0.0
+        self._position = self._position + move
         reward = -np.linalg.norm(self._position - self._goal, axis=1)
+        if self.terminates:
+            reward[self._done] = 0.0
+            near = np.all(np.abs(self._position - self._goal) < self.goal_tolerance, axis=1)
+            self._done |= near
         return self._position.copy(), reward
 
     def close(self) -> None:
@@ -186,6 +214,7 @@ class HalfCheetahTasks:
 
     action_dim = 6
     observation_dim = 17
+    terminates = False  # HalfCheetah episodes always run to the horizon
 
     def __init__(self, kind: str, horizon: int = 200, workers: int = 1):
         if kind not in ("direction", "velocity"):
@@ -239,12 +268,25 @@ class HalfCheetahTasks:
             self._vec = None
 
 
-def make_env(name: str, horizon: int | None = None, workers: int = 1):
+def make_env(name: str, horizon: int | None = None, workers: int = 1, goal_tolerance: float = 0.0):
     """The batched environment ``name`` (see :data:`ENVIRONMENTS`); ``horizon`` defaults to the
-    benchmark's (100 for 2D-Navigation, 200 for HalfCheetah)."""
+    benchmark's (100 for 2D-Navigation, 200 for HalfCheetah); ``goal_tolerance`` ends a
+    2D-Navigation episode at the goal (0: never; HalfCheetah ignores it)."""
     if name == "2dnav":
-        return Navigation2D(horizon or 100)
+        return Navigation2D(horizon or 100, goal_tolerance=goal_tolerance)
     if name in ("cheetah-dir", "cheetah-vel"):
         kind = "direction" if name == "cheetah-dir" else "velocity"
         return HalfCheetahTasks(kind, horizon or 200, workers)
     raise InputError(f"unknown environment {name!r}; use one of {ENVIRONMENTS}")
+
+
+def env_for(train: dict, workers: int | None = None):
+    """The environment a run's ``train`` record (:class:`~repsim.rl.train.RLConfig` as a dict)
+    trained on: its environment, horizon and goal tolerance (0 in records older than the
+    option: those episodes never ended early); ``workers`` defaults to the record's."""
+    return make_env(
+        train["env"],
+        train.get("horizon") or None,
+        train.get("workers", 1) if workers is None else workers,
+        train.get("goal_tolerance", 0.0),
+    )

@@ -1,11 +1,13 @@
 """Average return of a meta-trained policy on fixed test tasks, before and after adaptation.
 
 The test tasks are ``0..n-1`` of :func:`repsim.rl.envs.sample_task` with ``TEST_SEED``, the
-same for every checkpoint. As in MAML-RL's test protocol, every inner step takes fresh
-trajectories: sample ``B`` trajectories with the current policy (its mean return is the
-"after k steps" number), take one policy-gradient step on them with the recorded
-:class:`~repsim.inner_loop.InnerLoop`, and repeat. Returns are the mean over a task's
-trajectories; the interval is the 95 % t-interval over tasks.
+same for every checkpoint (the trainer's held-out monitoring uses the same functions on tasks
+of its own seed, ``RLConfig.heldout_seed``, so that the test tasks stay unseen). As in
+MAML-RL's test protocol, every inner step takes fresh trajectories: sample ``B`` trajectories
+with the current policy (its mean return is the "after k steps" number), take one
+policy-gradient step on them with the recorded :class:`~repsim.inner_loop.InnerLoop`, and
+repeat. Returns are the mean over a task's trajectories; the interval is the 95 % t-interval
+over tasks.
 """
 
 from __future__ import annotations
@@ -17,16 +19,16 @@ from torch import nn
 
 from repsim.inner_loop import InnerLoop
 from repsim.results import mean_ci
-from repsim.rl.envs import make_env, sample_task
-from repsim.rl.metalearn import task_advantages
+from repsim.rl.envs import TEST_SEED, env_for, sample_task
+from repsim.rl.metalearn import task_advantages, task_target
 from repsim.rl.sampling import rollout
 
-TEST_SEED = 1000
+__all__ = ["TEST_SEED", "adaptation_returns", "evaluate_policy_checkpoint", "evaluation_tasks"]
 
 
-def evaluation_tasks(env: str, n: int) -> list[dict]:
-    """The fixed test tasks ``0..n-1`` of ``env``."""
-    return [sample_task(env, TEST_SEED, i) for i in range(n)]
+def evaluation_tasks(env: str, n: int, seed: int = TEST_SEED) -> list[dict]:
+    """The fixed tasks ``0..n-1`` of ``env`` under ``seed`` (default: the test tasks)."""
+    return [sample_task(env, seed, i) for i in range(n)]
 
 
 def adaptation_returns(
@@ -39,19 +41,23 @@ def adaptation_returns(
     gamma: float,
     tau: float,
     seed: int = 0,
+    progress: bool = False,
 ) -> torch.Tensor:
-    """Mean return per task after ``0..max_steps`` inner steps: ``(max_steps + 1, T)``."""
+    """Mean return per task after ``0..max_steps`` inner steps: ``(max_steps + 1, T)``;
+    ``progress``: a bar over the rollouts (one per step, every task at once) on a terminal."""
+    from repsim.progress import bar
+
     one_step = loop.replace(steps=1)
     current = [{n: p.detach() for n, p in model.named_parameters()}] * len(tasks)
     rows = []
-    for k in range(max_steps + 1):
+    for k in bar(range(max_steps + 1), "rollouts", unit="rollout", enabled=progress):
         episodes = rollout(env, model, current, tasks, trajectories, seed * 7919 + k)
         rows.append(episodes.returns().mean(dim=1))
         if k < max_steps:
             adv = task_advantages(episodes, gamma, tau)
             current = [
                 one_step.adapt(
-                    model, current[t], episodes.observations[t], (episodes.actions[t], adv[t])
+                    model, current[t], episodes.observations[t], task_target(episodes, adv, t)
                 )
                 for t in range(len(tasks))
             ]
@@ -66,16 +72,17 @@ def evaluate_policy_checkpoint(
     freeze: int = 0,
     seed: int = 0,
     workers: int = 1,
+    progress: bool = False,
 ) -> dict:
     """Returns before and after 1..``max_steps`` inner steps, mean ± 95 % CI over ``tasks``
     fixed test tasks; ``trajectories`` defaults to the recorded per-task batch, ``freeze=k``
-    keeps fc1..fck fixed in the inner loop."""
+    keeps fc1..fck fixed in the inner loop; ``progress`` shows a bar over the rollouts."""
     from repsim.rl.checkpoint import load_policy
 
     model, record = load_policy(path)
     cfg = record["train"]
     loop = InnerLoop.from_record(model, record, freeze=freeze)
-    env = make_env(cfg["env"], cfg.get("horizon") or None, workers)
+    env = env_for(cfg, workers)
     try:
         returns = adaptation_returns(
             model,
@@ -87,6 +94,7 @@ def evaluate_policy_checkpoint(
             cfg["gamma"],
             cfg["gae_tau"],
             seed,
+            progress,
         )
     finally:
         env.close()

@@ -6,7 +6,10 @@ sample ``B`` trajectories with the adapted policy (the *valid* episodes). The ou
 TRPO's surrogate on the valid episodes, ``-mean(pi'(a|s) / pi'_old(a|s) * A)``, where ``pi'`` is
 the policy adapted from the current meta-parameters (the graph runs through the inner step:
 second-order meta-gradient) and ``pi'_old`` the adapted policy that sampled them; the trust
-region is the mean KL between the two.
+region is the mean KL between the two. When episodes end early (``Episodes.mask``) every mean
+runs over the steps inside a task's episodes, as MAML-RL's (cbfinn/maml_rl ``maml_npo.py``
+averages the concatenated steps of a task's paths; pytorch-maml-rl's ``weighted_mean`` would
+average each trajectory over its own length first).
 """
 
 from __future__ import annotations
@@ -40,12 +43,31 @@ class MetaBatch:
 
 
 def task_advantages(episodes: Episodes, gamma: float, tau: float) -> torch.Tensor:
+    """Normalised advantages of every task's episodes: ``(T, H, B)``."""
+    mask = episodes.mask
     return torch.stack(
         [
-            advantages(episodes.observations[t], episodes.rewards[t], gamma, tau)
+            advantages(
+                episodes.observations[t],
+                episodes.rewards[t],
+                gamma,
+                tau,
+                None if mask is None else mask[t],
+            )
             for t in range(len(episodes))
         ]
     )
+
+
+def task_target(episodes: Episodes, advantages_: torch.Tensor, task: int) -> tuple:
+    """What :func:`repsim.rl.policy.reinforce_loss` takes for task ``task``: ``(actions,
+    advantages)``, and the mask when episodes end early."""
+    target = (episodes.actions[task], advantages_[task])
+    return target if episodes.mask is None else (*target, episodes.mask[task])
+
+
+def _mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return values.mean() if mask is None else (values * mask).sum() / mask.sum()
 
 
 def adapt_to_task(
@@ -58,7 +80,7 @@ def adapt_to_task(
     create_graph: bool = False,
 ) -> Params:
     """Fast weights of task ``task`` after the inner loop on its episodes."""
-    target = (episodes.actions[task], advantages_[task])
+    target = task_target(episodes, advantages_, task)
     return loop.adapt(model, params, episodes.observations[task], target, create_graph)
 
 
@@ -98,6 +120,7 @@ def surrogate_and_kl(
         old = batch.old_outputs[t]
         actions = batch.valid.actions[t]
         ratio = torch.exp(log_prob(output, actions) - log_prob(old, actions))
-        losses.append(-(ratio * batch.valid_advantages[t]).mean())
-        kls.append(kl_divergence(old, output).mean())
+        mask = None if batch.valid.mask is None else batch.valid.mask[t]
+        losses.append(-_mean(ratio * batch.valid_advantages[t], mask))
+        kls.append(_mean(kl_divergence(old, output), mask))
     return torch.stack(losses).mean(), torch.stack(kls).mean()

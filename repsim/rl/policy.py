@@ -1,7 +1,9 @@
 """The Gaussian MLP policy of MAML-RL and its policy-gradient inner loss.
 
 ``GaussianMLPPolicy``: observation -> ``fc1`` (100, ReLU) -> ``fc2`` (100, ReLU) -> ``head``
-(linear, the mean action); the log standard deviation is a learned state-independent vector,
+(linear, the mean action), the MAML-RL policy (Finn et al. 2017, Section 5.3; ``hidden`` and
+``nonlinearity`` give pytorch-maml-rl's 64 x 64 tanh, docs/meta-rl-protocol.md); the log
+standard deviation is a learned state-independent vector,
 ``head.log_std``. ``forward(obs)`` returns ``(mean, log_std)``, both ``(..., action_dim)``, so
 ``repsim.inner_loop.InnerLoop`` adapts it as it adapts a classifier: the model's output goes to
 the loss, here :func:`reinforce_loss`. It is a :class:`repsim.models.BodyHeadModel`: the body is
@@ -29,6 +31,7 @@ from repsim.errors import InputError
 from repsim.models import BodyHeadModel
 
 ARCH = "gaussian-mlp"
+NONLINEARITIES = {"relu": F.relu, "tanh": torch.tanh}
 BODY_LAYERS = ("fc1", "fc2")
 ANALYSIS_LAYERS = (*BODY_LAYERS, "head")
 LOG_2PI = math.log(2 * math.pi)
@@ -43,6 +46,13 @@ class PolicyConfig:
     hidden: int = 100
     init_std: float = 1.0
     adapt_log_std: bool = True  # the log-std counts as head (adapted in the inner loop)
+    nonlinearity: str = "relu"  # of the hidden layers: relu (MAML-RL) or tanh
+
+    def __post_init__(self):
+        if self.nonlinearity not in NONLINEARITIES:
+            raise InputError(
+                f"unknown nonlinearity {self.nonlinearity!r}; use one of {sorted(NONLINEARITIES)}"
+            )
 
     def to_dict(self) -> dict:
         return {"arch": ARCH, **dataclasses.asdict(self)}
@@ -79,11 +89,22 @@ def reinforce_loss(output, target) -> torch.Tensor:
     """The policy-gradient inner loss of MAML-RL: ``-mean(log pi(a|s) * A)``.
 
     ``output``: the policy's ``(mean, log_std)`` on the visited states ``(H, B, obs_dim)``;
-    ``target``: ``(actions (H, B, action_dim), advantages (H, B))``. Every episode has the same
-    fixed horizon, so the mean over steps and trajectories is MAML-RL's weighted mean.
+    ``target``: ``(actions (H, B, action_dim), advantages (H, B))``, or with a third element
+    ``mask (H, B)`` when episodes end early. The mean runs over the steps inside the episodes
+    of every trajectory, as MAML-RL's mean over a task's concatenated paths (with no mask:
+    every step).
     """
-    actions, advantages = target
-    return -(log_prob(output, actions) * advantages).mean()
+    actions, advantages, *mask = target
+    weighted = log_prob(output, actions) * advantages
+    if mask:
+        return -(weighted * mask[0]).sum() / mask[0].sum()
+    return -weighted.mean()
+
+
+def entropy(log_std: torch.Tensor) -> torch.Tensor:
+    """Differential entropy of the diagonal Gaussian with log-std ``(..., action_dim)``, summed
+    over action dimensions: ``(...)``. It does not depend on the mean."""
+    return (log_std + 0.5 * (1.0 + LOG_2PI)).sum(-1)
 
 
 def sample_actions(output, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -120,7 +141,8 @@ class GaussianMLPPolicy(BodyHeadModel):
             nn.init.zeros_(layer.bias)
 
     def body(self, obs: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.fc2(F.relu(self.fc1(obs))))
+        act = NONLINEARITIES[self.config.nonlinearity]
+        return act(self.fc2(act(self.fc1(obs))))
 
     def forward(self, x: torch.Tensor, stage: str = "full"):
         out = super().forward(x, stage)

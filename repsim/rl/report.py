@@ -7,7 +7,8 @@ judges the paper's claim that ANIL matches MAML (``ANIL >= MAML - 1 std``, with 
 over seeds), and draws the learning curves from each run's ``metrics.jsonl`` (looked up as
 ``metrics/<checkpoint stem>.jsonl`` beside the checkpoints). It writes ``rl_table2.json``,
 ``rl_table2.csv`` and ``rl_learning_curves.png`` / ``.pdf`` and returns the JSON's content.
-"""
+:func:`curves_from_runs` reads the same curves from training run folders (in-batch and
+held-out returns, as ``analysis/rl_runs.sh`` leaves them)."""
 
 from __future__ import annotations
 
@@ -60,11 +61,12 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 def table2_rows(checkpoints: Sequence[str | Path], tasks: int = 40, seed: int = 0) -> dict:
     """Evaluate ``checkpoints`` (after 0 and 1 inner steps) and group them into Table 2 rows."""
+    from repsim.progress import bar
     from repsim.rl.checkpoint import load_policy
     from repsim.rl.evaluate import evaluate_policy_checkpoint
 
     runs = []
-    for path in checkpoints:
+    for path in bar(checkpoints, "Table 2, RL", unit="policy"):
         r = evaluate_policy_checkpoint(path, tasks, max_steps=1, seed=seed)
         _, record = load_policy(path)
         cfg = record["train"]
@@ -119,34 +121,122 @@ def table2_rows(checkpoints: Sequence[str | Path], tasks: int = 40, seed: int = 
     return {"tasks": tasks, "task_seed": seed, "runs": runs, "rows": rows, "verdicts": verdicts}
 
 
-def plot_learning_curves(curves: dict[tuple[str, str], list[list[dict]]], stem: str | Path):
-    """Return after adaptation (solid) and before (dashed) per meta-iteration, one panel per
-    environment, mean over seeds with the min-max band. ``curves[(env, algorithm)]`` is a list
-    of runs, each a list of metrics rows."""
-    from repsim.figures import _pyplot, _save, palette
+# The rows of the learning-curve figure: (title, {policy: metrics key}).
+CURVE_ROWS = (
+    ("in-batch (training tasks)", {"after": "return_after", "before": "return_before"}),
+    ("held-out tasks", {"after": "heldout_after_1", "before": "heldout_before"}),
+)
 
-    plt = _pyplot()
+
+def _curve_data(runs_by_algorithm: dict[str, list[list[dict]]], keys: dict[str, str]) -> dict:
+    """Long-form ``{iteration, return, algorithm, policy}`` of the rows that have ``keys``, up
+    to the last iteration every seed of an algorithm reached."""
+    data: dict[str, list] = {"iteration": [], "return": [], "algorithm": [], "policy": []}
+    for algorithm, runs in runs_by_algorithm.items():
+        if not runs:
+            continue
+        last = min(run[-1]["iteration"] if run else 0 for run in runs)  # the seeds' common length
+        for run in runs:
+            for row in run:
+                if row["iteration"] > last or any(k not in row for k in keys.values()):
+                    continue
+                for policy, key in keys.items():
+                    data["iteration"].append(row["iteration"])
+                    data["return"].append(row[key])
+                    data["algorithm"].append(algorithm.upper())
+                    data["policy"].append(policy)
+    return data
+
+
+def plot_learning_curves(curves: dict[tuple[str, str], list[list[dict]]], stem: str | Path):
+    """Return after adaptation (solid) and before (dashed) per meta-iteration, one column per
+    environment: in-batch (the meta-batch's own tasks) on top and, when the runs logged them,
+    the held-out tasks below (after one inner step); mean over seeds with the seeds' range (min
+    to max) as a band. ``curves[(env, algorithm)]`` is a list of runs, each a list of metrics
+    rows."""
+    from repsim.figures import _save, _seaborn, palette
+
+    plt, sns = _seaborn()
     envs = list(dict.fromkeys(env for env, _ in curves))
-    fig, axes = plt.subplots(1, max(len(envs), 1), figsize=(4.2 * max(len(envs), 1), 3.2))
-    axes = np.atleast_1d(axes)
-    colours = dict(zip(("maml", "anil"), palette(2)))
-    for ax, env in zip(axes, envs):
-        for (e, algorithm), runs in curves.items():
-            if e != env or not runs:
-                continue
-            n = min(len(run) for run in runs)
-            x = [row["iteration"] for row in runs[0][:n]]
-            for key, style in (("return_after", "-"), ("return_before", "--")):
-                y = np.array([[row[key] for row in run[:n]] for run in runs])
-                label = f"{algorithm.upper()} {'after' if key == 'return_after' else 'before'}"
-                ax.plot(x, y.mean(0), style, color=colours.get(algorithm), label=label)
-                if len(runs) > 1:
-                    ax.fill_between(x, y.min(0), y.max(0), color=colours.get(algorithm), alpha=0.2)
-        ax.set_title(ENV_NAMES.get(env, env))
-        ax.set_xlabel("meta-iteration")
-        ax.set_ylabel("average return")
-        ax.legend(fontsize=7)
+    by_env = {env: {a: runs for (e, a), runs in curves.items() if e == env} for env in envs}
+    rows = [
+        (title, keys)
+        for title, keys in CURVE_ROWS
+        if any(_curve_data(by_env[env], keys)["iteration"] for env in envs)
+    ] or list(CURVE_ROWS[:1])
+    ncols = max(len(envs), 1)
+    fig, axes = plt.subplots(
+        len(rows), ncols, figsize=(4.2 * ncols, 3.4 * len(rows)), squeeze=False
+    )
+    colours = dict(zip(("MAML", "ANIL"), palette(2)))
+    # the legend comes from the top panel with the most algorithms and goes beside the top
+    # right one
+    legend_ax = max(zip(axes[0], envs), key=lambda a: len(by_env[a[1]]), default=(None, None))[0]
+    for r, (title, keys) in enumerate(rows):
+        for ax, env in zip(axes[r], envs):
+            data = _curve_data(by_env[env], keys)
+            if data["iteration"]:
+                sns.lineplot(
+                    data=data,
+                    x="iteration",
+                    y="return",
+                    hue="algorithm",
+                    hue_order=[a for a in colours if a in data["algorithm"]],
+                    palette=colours,
+                    style="policy",
+                    style_order=["after", "before"],
+                    errorbar=("pi", 100),  # the seeds' range
+                    err_kws={"alpha": 0.2, "linewidth": 0},
+                    linewidth=1.2,
+                    legend=ax is legend_ax,  # one legend, beside the top right panel
+                    ax=ax,
+                )
+            ax.set_title(f"{ENV_NAMES.get(env, env)}: {title}")
+            ax.set_xlabel("meta-iteration")
+            ax.set_ylabel("average return")
+    if legend_ax is not None and legend_ax.get_legend() is not None:
+        legend = legend_ax.get_legend()
+        handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+        legend.remove()
+        axes[0, len(envs) - 1].legend(
+            handles,
+            labels,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1),
+            title="mean over seeds,\nband: their range",
+        )
     return _save(fig, stem, ("png", "pdf"))
+
+
+def curves_from_runs(run_dirs: Sequence[str | Path]) -> dict[tuple[str, str], list[list[dict]]]:
+    """The learning curves of training run folders (each with ``config.json`` and
+    ``metrics.jsonl``), grouped by (environment, algorithm), for :func:`plot_learning_curves`.
+    The runs of one group must differ only in their seed and in what does not change training
+    (length, threads, monitoring); a group that mixes settings (an ablation among the seeds) is
+    refused."""
+    import json
+
+    from repsim.errors import InputError
+    from repsim.rl.config import LEGACY, RESUME_FREE, RLConfig
+    from repsim.train import read_metrics
+
+    curves: dict[tuple[str, str], list[list[dict]]] = {}
+    settings: dict[tuple[str, str], tuple[dict, Path]] = {}
+    for folder in map(Path, run_dirs):
+        if not (folder / "metrics.jsonl").exists():
+            continue
+        cfg = {**RLConfig().to_dict(), **LEGACY, **json.loads((folder / "config.json").read_text())}
+        key = (cfg["env"], cfg["algorithm"])
+        shared = {k: v for k, v in cfg.items() if k not in RESUME_FREE | {"seed"}}
+        if key in settings and settings[key][0] != shared:
+            other, where = settings[key]
+            diff = {k: (other.get(k), v) for k, v in shared.items() if other.get(k) != v}
+            raise InputError(
+                f"{folder} and {where} are both {key} but differ in {diff}; draw them apart"
+            )
+        settings.setdefault(key, (shared, folder))
+        curves.setdefault(key, []).append(read_metrics(folder / "metrics.jsonl"))
+    return curves
 
 
 def write_rl_results(

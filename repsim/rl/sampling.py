@@ -6,6 +6,12 @@ operation for 2D-Navigation, one gymnasium vector step for HalfCheetah). The pol
 per step on all slots (the meta-policy) or once per task (fast weights). Exploration noise
 comes from a ``torch.Generator`` seeded with ``seed``, and the environment's resets from
 ``seed`` too, so a rollout is a pure function of (policy, tasks, seed).
+
+An environment that ends episodes early (``env.terminates``, 2D-Navigation at the goal) keeps
+the fixed ``(T, H, B)`` layout: ``Episodes.mask`` marks the steps inside each episode, and the
+steps after its end earn 0 and count for nothing downstream (:mod:`repsim.rl.returns`, the
+losses of :mod:`repsim.rl.policy` and :mod:`repsim.rl.metalearn`). The noise drawn for every
+slot at every step is the same either way, so a run without termination repeats the old one.
 """
 
 from __future__ import annotations
@@ -28,12 +34,14 @@ class Episodes:
 
     ``observations (T, H, B, obs_dim)`` (the state each action was taken in),
     ``actions (T, H, B, action_dim)`` (as sampled, before any clipping by the environment),
-    ``rewards (T, H, B)``.
+    ``rewards (T, H, B)``; ``mask (T, H, B)``, 1.0 for the steps inside an episode and 0.0
+    after it ended, or ``None`` when every episode runs to the horizon.
     """
 
     observations: torch.Tensor
     actions: torch.Tensor
     rewards: torch.Tensor
+    mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.rewards.shape[0]
@@ -67,6 +75,7 @@ def rollout(
     observations = torch.empty(horizon, slots, env.observation_dim)
     actions = torch.empty(horizon, slots, env.action_dim)
     rewards = torch.empty(horizon, slots)
+    mask = torch.ones(horizon, slots) if getattr(env, "terminates", False) else None
     slot_tasks = [task for task in tasks for _ in range(trajectories)]
     with torch.no_grad():
         obs = torch.as_tensor(env.reset(slot_tasks, seed=int(seed)), dtype=torch.float32)
@@ -79,6 +88,8 @@ def rollout(
             else:
                 output = functional_call(model, params, (obs,))
             observations[t] = obs
+            if mask is not None:  # the slots still inside their episode at step t
+                mask[t] = torch.as_tensor(~env.dones, dtype=torch.float32)
             actions[t] = sample_actions(output, generator)
             next_obs, reward = env.step(actions[t].double().numpy())
             rewards[t] = torch.as_tensor(np.asarray(reward), dtype=torch.float32)
@@ -88,4 +99,11 @@ def rollout(
         x = x.reshape(horizon, n_tasks, trajectories, *x.shape[2:])
         return x.transpose(0, 1).contiguous()
 
-    return Episodes(by_task(observations), by_task(actions), by_task(rewards))
+    if mask is not None:
+        rewards *= mask  # an ended episode earns nothing
+    return Episodes(
+        by_task(observations),
+        by_task(actions),
+        by_task(rewards),
+        None if mask is None else by_task(mask),
+    )

@@ -22,20 +22,21 @@ from pathlib import Path
 import torch
 
 from repsim.representation import RepresentationChange, representation_change
-from repsim.rl.envs import make_env
+from repsim.rl.envs import env_for
 from repsim.rl.evaluate import TEST_SEED, evaluation_tasks
-from repsim.rl.metalearn import task_advantages
-from repsim.rl.sampling import rollout
+from repsim.rl.metalearn import task_advantages, task_target
+from repsim.rl.sampling import Episodes, rollout
 
 
 @dataclass
 class PolicyTask:
     """One task for :func:`representation_change`: the inner loop's data (``support_x``: the
     meta-policy's states ``(H, B, obs_dim)``; ``support_y``: ``(actions, advantages)``) and
-    ``states (H*B, obs_dim)``, those visited by the adapted policy."""
+    ``states (n, obs_dim)``, those visited by the adapted policy (``H*B``, fewer when episodes
+    end at the goal: only the steps inside them)."""
 
     support_x: torch.Tensor
-    support_y: tuple[torch.Tensor, torch.Tensor]
+    support_y: tuple[torch.Tensor, ...]
     states: torch.Tensor
 
 
@@ -45,17 +46,19 @@ def policy_tasks(learner, env, tasks: list[dict], trajectories: int, seed: int =
     model, meta = learner.module, learner.meta_params()
     train = rollout(env, model, meta, tasks, trajectories, seed)
     adv = task_advantages(train, cfg["gamma"], cfg["gae_tau"])
-    targets = [(train.actions[t], adv[t]) for t in range(len(tasks))]
+    targets = [task_target(train, adv, t) for t in range(len(tasks))]
     fast = [learner.adapt(meta, train.observations[t], targets[t]) for t in range(len(tasks))]
     valid = rollout(env, model, fast, tasks, trajectories, seed + 1)
     return [
-        PolicyTask(
-            train.observations[t],
-            targets[t],
-            valid.observations[t].reshape(-1, env.observation_dim),
-        )
-        for t in range(len(tasks))
+        PolicyTask(train.observations[t], targets[t], _visited(valid, t)) for t in range(len(tasks))
     ]
+
+
+def _visited(episodes: Episodes, task: int) -> torch.Tensor:
+    states = episodes.observations[task]
+    if episodes.mask is None:
+        return states.reshape(-1, states.shape[-1])
+    return states[episodes.mask[task] > 0]
 
 
 def policy_similarity(
@@ -77,7 +80,7 @@ def policy_similarity(
     learner = load_policy_learner(path, freeze=freeze, inner_steps=inner_steps)
     cfg = learner.config["train"]
     batch = trajectories or cfg["trajectories"]
-    env = make_env(cfg["env"], cfg.get("horizon") or None, workers)
+    env = env_for(cfg, workers)
     try:
         chosen = policy_tasks(learner, env, evaluation_tasks(cfg["env"], tasks), batch, seed)
     finally:

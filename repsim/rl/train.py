@@ -3,22 +3,30 @@ used in Table 2 of Raghu et al. 2020).
 
 ``train(RLConfig(...), out_dir)`` writes, as the classification trainer does:
 
-- ``config.json``; ``metrics.jsonl``, one line per iteration: mean return before and after
-  adaptation, TRPO's loss, KL and backtracks, and the seconds spent sampling and optimising;
+- ``config.json``; ``metrics.jsonl``, one line per iteration (see :func:`meta_iteration` for
+  its fields; the held-out returns join the line every ``heldout_every`` iterations);
 - ``last.safetensors`` every ``save_every`` iterations (``resume=True`` continues from it;
   TRPO keeps no optimiser state); ``final.safetensors`` at the end.
+
+The layers, as in the classification trainer (:mod:`repsim.train`): the configuration and
+presets (:mod:`repsim.rl.config`); :func:`meta_iteration`, one meta-batch and one TRPO step;
+:func:`heldout_returns`, the returns on fixed held-out tasks (through
+:func:`repsim.rl.evaluate.adaptation_returns`); :func:`steps`, a loop that yields each
+iteration's row; and :func:`train`, a thin driver that logs, shows progress and saves.
 
 Determinism: the policy's init is drawn from ``seed``; task ``j`` of iteration ``i`` is
 :func:`repsim.rl.envs.sample_task` ``(env, seed, i * meta_batch + j)`` and the rollouts of
 iteration ``i`` are seeded from ``(seed, i)``, so a resumed run repeats the uninterrupted one.
+The monitoring draws from streams of its own (the held-out tasks from ``heldout_seed``, the
+step check from ``(seed, i, 1)``) and changes no training number.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,75 +34,29 @@ import numpy as np
 import torch
 
 from repsim.errors import InputError
-from repsim.rl.envs import ENVIRONMENTS
+from repsim.rl.config import (
+    ALGORITHMS,
+    HELDOUT_STEPS,
+    LEGACY,
+    PRESETS,
+    RESUME_FREE,
+    RLConfig,
+    config_from_preset,
+)
 
-ALGORITHMS = ("maml", "anil")
-
-
-@dataclass
-class RLConfig:
-    """Everything that defines a meta-RL run; stored in every checkpoint it writes."""
-
-    env: str = "2dnav"
-    algorithm: str = "maml"
-    horizon: int = 0  # 0: the benchmark's (100 for 2D-Navigation, 200 for HalfCheetah)
-    meta_batch: int = 40  # tasks per meta-update
-    trajectories: int = 20  # per task, before and after adaptation
-    inner_lr: float = 0.1
-    inner_steps: int = 1
-    test_inner_steps: int = 1
-    gamma: float = 0.99
-    gae_tau: float = 1.0
-    max_kl: float = 1e-2
-    cg_iterations: int = 10
-    cg_damping: float = 1e-5
-    backtrack_steps: int = 15
-    backtrack_ratio: float = 0.8
-    hidden: int = 100
-    adapt_log_std: bool = True  # the log-std counts as head (see repsim.rl.policy)
-    iterations: int = 500
-    seed: int = 0
-    workers: int = 1  # sampling processes for HalfCheetah (gymnasium AsyncVectorEnv when > 1)
-    save_every: int = 10
-    threads: int = 1
-
-    def __post_init__(self):
-        if self.env not in ENVIRONMENTS:
-            raise InputError(f"unknown environment {self.env!r}; use one of {ENVIRONMENTS}")
-        if self.algorithm not in ALGORITHMS:
-            raise InputError(f"RL algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        for name in ("meta_batch", "trajectories", "save_every", "threads", "workers"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.trajectories < 2:
-            raise InputError("trajectories must be at least 2 (advantages are normalised)")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-_PAPER = dict(meta_batch=40, trajectories=20, inner_lr=0.1, inner_steps=1)
-# Paper scale (MAML-RL): 40 tasks x 20 trajectories, 500 meta-iterations; HalfCheetah samples
-# with 8 processes. The -cpu presets are sized for 2 cores (see README, "Meta-RL").
-PRESETS: dict[str, dict] = {
-    "rl-2dnav": dict(env="2dnav", iterations=500, **_PAPER),
-    "rl-cheetah-dir": dict(env="cheetah-dir", iterations=500, workers=8, **_PAPER),
-    "rl-cheetah-vel": dict(env="cheetah-vel", iterations=500, workers=8, **_PAPER),
-    "rl-2dnav-cpu": dict(env="2dnav", meta_batch=20, trajectories=20, iterations=80),
-    "rl-cheetah-dir-cpu": dict(
-        env="cheetah-dir", meta_batch=6, trajectories=10, iterations=100, save_every=5
-    ),
-    "rl-cheetah-vel-cpu": dict(
-        env="cheetah-vel", meta_batch=6, trajectories=10, iterations=100, save_every=5
-    ),
-}
-
-
-def config_from_preset(preset: str, **overrides) -> RLConfig:
-    """An :class:`RLConfig` from a preset name and explicit overrides (``None`` = unset)."""
-    if preset not in PRESETS:
-        raise InputError(f"unknown RL preset {preset!r}; presets: {', '.join(PRESETS)}")
-    return RLConfig(**{**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
+__all__ = [
+    "ALGORITHMS",
+    "PRESETS",
+    "RLConfig",
+    "config_from_preset",
+    "heldout_returns",
+    "heldout_tasks",
+    "make_policy",
+    "meta_iteration",
+    "steps",
+    "train",
+    "training_tasks",
+]
 
 
 def make_policy(cfg: RLConfig, env):
@@ -102,7 +64,14 @@ def make_policy(cfg: RLConfig, env):
 
     torch.manual_seed(cfg.seed)
     return GaussianMLPPolicy(
-        PolicyConfig(env.observation_dim, env.action_dim, cfg.hidden, 1.0, cfg.adapt_log_std)
+        PolicyConfig(
+            env.observation_dim,
+            env.action_dim,
+            cfg.hidden,
+            1.0,
+            cfg.adapt_log_std,
+            cfg.nonlinearity,
+        )
     )
 
 
@@ -114,26 +83,66 @@ def training_tasks(cfg: RLConfig, iteration: int) -> list[dict]:
     return [sample_task(cfg.env, cfg.seed, first + j) for j in range(cfg.meta_batch)]
 
 
+def heldout_tasks(cfg: RLConfig) -> list[dict]:
+    """The fixed held-out tasks: ``0..heldout_tasks-1`` under ``heldout_seed``, which is
+    neither the training seed nor the test tasks' (:class:`RLConfig` refuses both)."""
+    from repsim.rl.evaluate import evaluation_tasks
+
+    return evaluation_tasks(cfg.env, cfg.heldout_tasks, seed=cfg.heldout_seed)
+
+
+def _rollout_seed(*key: int) -> int:
+    return int(np.random.SeedSequence(list(key)).generate_state(1)[0] >> 1)
+
+
+def _due(iteration: int, every: int, last: int | None = None) -> bool:
+    return every > 0 and (iteration % every == 0 or iteration == last)
+
+
 def meta_iteration(model, loop, env, cfg: RLConfig, iteration: int) -> dict:
-    """Sample one meta-batch and take one TRPO step on ``model``; returns the log row."""
+    """Sample one meta-batch and take one TRPO step on ``model``; returns the log row.
+
+    The row: ``return_before`` / ``return_after`` (mean return of the meta-batch before and
+    after adaptation, in-batch); TRPO's ``loss_before``, ``loss_after``, ``kl``, ``accepted``,
+    ``backtracks`` and ``surrogate_gain`` (``loss_before - loss_after``, the accepted step's
+    gain on this batch); the sampling policy's ``log_std`` (mean over action dimensions),
+    ``log_std_adapted`` (the adapted policies', mean over tasks too) and ``entropy`` (per
+    action); ``sample_seconds`` and ``optimise_seconds``. Every ``step_check_every``
+    iterations also ``check_gain`` and ``check_kl``: the step's surrogate gain and KL on a
+    fresh meta-batch (the next iteration's tasks, new rollouts, sampled before the step), an
+    out-of-sample check of the step, and ``check_seconds``.
+    """
     from repsim.rl.metalearn import sample_meta_batch, surrogate_and_kl
+    from repsim.rl.policy import entropy
     from repsim.rl.trpo import trpo_step
 
     t0 = time.perf_counter()
     tasks = training_tasks(cfg, iteration)
-    seed = int(np.random.SeedSequence([cfg.seed, iteration]).generate_state(1)[0] >> 1)
+    seed = _rollout_seed(cfg.seed, iteration)
     batch = sample_meta_batch(
         env, model, loop, tasks, cfg.trajectories, cfg.gamma, cfg.gae_tau, seed
     )
-    t1 = time.perf_counter()
+    sample_seconds = time.perf_counter() - t0
     params = dict(model.named_parameters())
-    loss, kl = surrogate_and_kl(model, loop, params, batch, create_graph=True)
 
-    def evaluate() -> tuple[float, float]:
+    def evaluate(on=batch) -> tuple[float, float]:
         detached = {n: p.detach() for n, p in params.items()}
-        new_loss, new_kl = surrogate_and_kl(model, loop, detached, batch, create_graph=False)
+        new_loss, new_kl = surrogate_and_kl(model, loop, detached, on, create_graph=False)
         return float(new_loss), float(new_kl)
 
+    fresh = None
+    if _due(iteration, cfg.step_check_every):  # sampled with the parameters before the step
+        t0 = time.perf_counter()
+        check_tasks = training_tasks(cfg, iteration + 1)
+        check_seed = _rollout_seed(cfg.seed, iteration, 1)
+        fresh = sample_meta_batch(
+            env, model, loop, check_tasks, cfg.trajectories, cfg.gamma, cfg.gae_tau, check_seed
+        )
+        check_before = evaluate(fresh)[0]
+        check_seconds = time.perf_counter() - t0
+    log_std = model.head.log_std.detach().clone()
+    t1 = time.perf_counter()
+    loss, kl = surrogate_and_kl(model, loop, params, batch, create_graph=True)
     step = trpo_step(
         list(params.values()),
         loss,
@@ -146,14 +155,104 @@ def meta_iteration(model, loop, env, cfg: RLConfig, iteration: int) -> dict:
         cfg.backtrack_ratio,
     )
     t2 = time.perf_counter()
-    return {
+    row = {
         "iteration": iteration,
         "return_before": float(batch.train.returns().mean()),
         "return_after": float(batch.valid.returns().mean()),
         **step,
-        "sample_seconds": t1 - t0,
+        "surrogate_gain": step["loss_before"] - step["loss_after"],
+        "log_std": float(log_std.mean()),
+        "log_std_adapted": float(torch.stack([o[1] for o in batch.old_outputs]).mean()),
+        "entropy": float(entropy(log_std)),
+        "sample_seconds": sample_seconds,
         "optimise_seconds": t2 - t1,
     }
+    if fresh is not None:
+        t3 = time.perf_counter()
+        check_after, check_kl = evaluate(fresh)
+        row.update(
+            check_gain=check_before - check_after,
+            check_kl=check_kl,
+            check_seconds=check_seconds + time.perf_counter() - t3,
+        )
+    return row
+
+
+def heldout_returns(model, cfg: RLConfig, env) -> dict:
+    """Mean return on the held-out tasks (:func:`heldout_tasks`, ``heldout_trajectories``
+    each) before adaptation and after 1 and 2 inner steps of the test-time inner loop, with
+    the 95 % half-width over tasks; the rollouts are seeded by ``heldout_seed`` alone, so every
+    evaluation of a run sees the same noise."""
+    from repsim.inner_loop import InnerLoop
+    from repsim.results import mean_ci
+    from repsim.rl.evaluate import adaptation_returns
+
+    t0 = time.perf_counter()
+    loop = InnerLoop.from_record(model, {"train": cfg.to_dict()}, phase="test")
+    returns = adaptation_returns(
+        model,
+        loop,
+        env,
+        heldout_tasks(cfg),
+        cfg.heldout_trajectories,
+        HELDOUT_STEPS,
+        cfg.gamma,
+        cfg.gae_tau,
+        seed=cfg.heldout_seed,
+    )
+    stats = [mean_ci(r.tolist()) for r in returns]
+    return {
+        "heldout_before": stats[0]["mean"],
+        **{f"heldout_after_{k}": stats[k]["mean"] for k in range(1, HELDOUT_STEPS + 1)},
+        "heldout_ci95": [s["half_width"] for s in stats],
+        "heldout_seconds": time.perf_counter() - t0,
+    }
+
+
+@dataclass
+class RLRun:
+    """What the loop needs: the config, the policy, the training inner loop and the
+    environments (the held-out one apart, so a HalfCheetah vector environment keeps its size)."""
+
+    cfg: RLConfig
+    model: torch.nn.Module
+    loop: object
+    env: object
+    _heldout_env: object | None = None
+
+    @classmethod
+    def build(cls, cfg: RLConfig) -> RLRun:
+        from repsim.inner_loop import InnerLoop
+        from repsim.rl.envs import env_for
+
+        env = env_for(cfg.to_dict())
+        model = make_policy(cfg, env)
+        loop = InnerLoop.from_record(model, {"train": cfg.to_dict()}, phase="train")
+        return cls(cfg, model, loop, env)
+
+    @property
+    def heldout_env(self):
+        from repsim.rl.envs import env_for
+
+        if self._heldout_env is None:
+            self._heldout_env = env_for(self.cfg.to_dict())
+        return self._heldout_env
+
+    def close(self) -> None:
+        for env in (self.env, self._heldout_env):
+            if env is not None:
+                env.close()
+
+
+def steps(run: RLRun, start: int, stop: int) -> Iterator[dict]:
+    """Iterations ``start+1 .. stop``: each takes one meta-iteration and yields its row, with
+    the held-out returns every ``heldout_every`` iterations and at the last (``cfg.iterations``)."""
+    cfg = run.cfg
+    for it in range(start + 1, stop + 1):
+        row = meta_iteration(run.model, run.loop, run.env, cfg, it)
+        if math.isfinite(row["return_after"]) and _due(it, cfg.heldout_every, cfg.iterations):
+            row.update(heldout_returns(run.model, cfg, run.heldout_env))
+        yield row
 
 
 def _record(cfg: RLConfig, model, iteration: int, row: dict | None) -> dict:
@@ -170,6 +269,37 @@ def _record(cfg: RLConfig, model, iteration: int, row: dict | None) -> dict:
     }
 
 
+def _resume(cfg: RLConfig, model, out: Path) -> tuple[int, dict | None]:
+    """Load ``out/last.safetensors`` into ``model`` after checking it is this run (keys a
+    record lacks have :data:`LEGACY`'s values, or else the default) and drop the log lines
+    written after it; returns ``(iteration, its last row)``."""
+    from repsim import checkpoint as ckpt
+
+    tensors, record = ckpt.read_checkpoint(out / "last.safetensors")
+    before = {**RLConfig().to_dict(), **LEGACY, **record["train"]}
+    diff = {
+        k: (before.get(k), v)
+        for k, v in cfg.to_dict().items()
+        if before.get(k) != v and k not in RESUME_FREE
+    }
+    if diff:
+        raise InputError(f"cannot resume {out}: its config differs in {diff}")
+    start = int(record["iteration"])
+    if cfg.iterations < start:
+        raise InputError(
+            f"cannot resume {out} at iteration {start} with iterations {cfg.iterations}: "
+            "give a larger --iterations"
+        )
+    ckpt.load_state_strict(model, tensors, str(out / "last.safetensors"))
+    metrics_path, row = out / "metrics.jsonl", None
+    if metrics_path.exists():
+        rows = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if ln]
+        rows = [r for r in rows if r["iteration"] <= start]
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        row = rows[-1] if rows else None
+    return start, row
+
+
 def train(
     cfg: RLConfig,
     out_dir: str | Path,
@@ -182,55 +312,30 @@ def train(
     from tqdm.auto import tqdm
 
     from repsim import checkpoint as ckpt
-    from repsim.inner_loop import InnerLoop
-    from repsim.rl.envs import make_env
+    from repsim.progress import shown
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
-    env = make_env(cfg.env, cfg.horizon or None, cfg.workers)
-    model = make_policy(cfg, env)
-    loop = InnerLoop.from_record(model, {"train": cfg.to_dict()}, phase="train")
+    run = RLRun.build(cfg)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
     metrics_path = out / "metrics.jsonl"
     start, row = 0, None
-    if resume and (out / "last.safetensors").exists():
-        tensors, record = ckpt.read_checkpoint(out / "last.safetensors")
-        free = {"iterations", "save_every", "threads", "workers"}
-        diff = {
-            k: (record["train"].get(k), v)
-            for k, v in cfg.to_dict().items()
-            if record["train"].get(k) != v and k not in free
-        }
-        if diff:
-            raise InputError(f"cannot resume {out}: its config differs in {diff}")
-        start = int(record["iteration"])
-        if cfg.iterations < start:
-            raise InputError(
-                f"cannot resume {out} at iteration {start} with iterations {cfg.iterations}: "
-                "give a larger --iterations"
-            )
-        ckpt.load_state_strict(model, tensors, str(out / "last.safetensors"))
-        if metrics_path.exists():  # drop rows written after the checkpoint
-            rows = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if ln]
-            rows = [r for r in rows if r["iteration"] <= start]
-            metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-            row = rows[-1] if rows else None
-    elif metrics_path.exists():
-        metrics_path.unlink()
-
-    bar = tqdm(
-        range(start + 1, cfg.iterations + 1),
-        initial=start,
-        total=cfg.iterations,
-        disable=not progress,
-        dynamic_ncols=True,
-        desc=f"{cfg.algorithm} {cfg.env}",
-    )
     try:
-        with open(metrics_path, "a") as log:
-            for it in bar:
-                row = meta_iteration(model, loop, env, cfg, it)
+        if resume and (out / "last.safetensors").exists():
+            start, row = _resume(cfg, run.model, out)
+        elif metrics_path.exists():
+            metrics_path.unlink()
+        bar = tqdm(
+            total=cfg.iterations,
+            initial=start,
+            disable=not shown(progress),  # a terminal only: logs get no bar
+            dynamic_ncols=True,
+            desc=f"{cfg.algorithm} {cfg.env}",
+        )
+        with bar, open(metrics_path, "a") as log:
+            for row in steps(run, start, cfg.iterations):
+                it = row["iteration"]
                 if not math.isfinite(row["return_after"]):
                     raise InputError(
                         f"training diverged at iteration {it}; lower --max-kl or --inner-lr. "
@@ -238,18 +343,20 @@ def train(
                     )
                 log.write(json.dumps(row) + "\n")
                 log.flush()
-                bar.set_postfix(
-                    before=f"{row['return_before']:.1f}", after=f"{row['return_after']:.1f}"
-                )
+                bar.update(1)
+                shown = {"before": f"{row['return_before']:.1f}"}
+                shown["after"] = f"{row['return_after']:.1f}"
+                if "heldout_after_1" in row:
+                    shown["heldout"] = f"{row['heldout_after_1']:.1f}"
+                bar.set_postfix(shown)
                 if it % cfg.save_every == 0 or it == cfg.iterations:
                     ckpt.save_checkpoint(
-                        out / "last.safetensors", model, _record(cfg, model, it, row)
+                        out / "last.safetensors", run.model, _record(cfg, run.model, it, row)
                     )
                 if stop_at is not None and it >= stop_at:
                     return out / "last.safetensors"
     finally:
-        bar.close()
-        env.close()
+        run.close()
     final = out / "final.safetensors"
-    ckpt.save_checkpoint(final, model, _record(cfg, model, cfg.iterations, row))
+    ckpt.save_checkpoint(final, run.model, _record(cfg, run.model, cfg.iterations, row))
     return final

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Train the meta-RL runs of Table 2 (RL half) on the CPU: two lanes, one torch thread each,
+# every run with --resume, so the script can be stopped (Ctrl-C, kill) and started again with
+# the same command to continue. Each run logs to OUT/logs/<run>.log and leaves its run folder
+# (config.json, metrics.jsonl with the in-batch, held-out and step-check numbers, last / final
+# checkpoints) under OUT; at the end it prints each run's cost per iteration and draws the
+# learning curves (OUT/rl_learning_curves.png).
+#
+#   bash analysis/rl_runs.sh [OUT_DIR]                         (default runs/rl)
+#   nohup bash analysis/rl_runs.sh runs/rl > runs/rl.log 2>&1 &
+#
+# The runs (docs/meta-rl-protocol.md; SEEDS default "0 1 2"):
+#   2dnav/{maml,anil}_s{seed}          rl-2dnav: 20 tasks x 20 trajectories, 500 iterations
+#   ablations/2dnav_logstd-meta_*_s0   the same with --log-std meta (the log-std not adapted)
+#   ablations/2dnav_mb40_*_s0          the same with --meta-batch 40 (cbfinn's point script)
+#   cheetah-{dir,vel}/{maml,anil}_s{seed}
+#                                      10 tasks x 20 trajectories x 200 iterations, horizon 200,
+#                                      held-out 10 tasks x 10 trajectories
+# Measured (1 torch thread, with two other trainings on the 2 cores): 2D-Navigation 4.8 / 3.6
+# CPU-s per iteration (MAML / ANIL), HalfCheetah 9.8 / 7.7; about 13 CPU-hours in all, 6.5 hours
+# on two free cores.
+#
+# Environment: PYTHON (default python), LANES (2), SEEDS, NAV_ITERATIONS (500),
+# CHEETAH_ITERATIONS (200), CHEETAH_TASKS (10), CHEETAH_TRAJECTORIES (20), NICE (0),
+# EXTRA (more `repsim train` options for every run, after the others: the test passes tiny
+# sizes here), ONLY (a grep -E pattern: run only the matching runs), DRY_RUN=1 (print the
+# commands, run nothing).
+set -euo pipefail
+OUT=${1:-runs/rl}
+PY=${PYTHON:-python}
+LANES=${LANES:-2}
+SEEDS=${SEEDS:-0 1 2}
+NAV_IT=${NAV_ITERATIONS:-500}
+CH_IT=${CHEETAH_ITERATIONS:-200}
+CH_TASKS=${CHEETAH_TASKS:-10}
+CH_TRAJ=${CHEETAH_TRAJECTORIES:-20}
+EXTRA=${EXTRA:-}
+ONLY=${ONLY:-.}
+
+jobs_list() {  # one "name|options" line per run, in order of priority
+  local s a env
+  for s in $SEEDS; do for a in maml anil; do
+    echo "2dnav/${a}_s$s|--preset rl-2dnav --algorithm $a --seed $s --iterations $NAV_IT"
+  done; done
+  for env in cheetah-dir cheetah-vel; do for s in $SEEDS; do for a in maml anil; do
+    echo "$env/${a}_s$s|--preset rl-$env --algorithm $a --seed $s --iterations $CH_IT" \
+      "--workers 1 --meta-batch $CH_TASKS --trajectories $CH_TRAJ --horizon 200" \
+      "--heldout-tasks 10 --heldout-trajectories 10 --save-every 5"
+  done; done; done
+  for a in maml anil; do
+    echo "ablations/2dnav_logstd-meta_${a}_s0|--preset rl-2dnav --algorithm $a --seed 0" \
+      "--iterations $NAV_IT --log-std meta"
+    echo "ablations/2dnav_mb40_${a}_s0|--preset rl-2dnav --algorithm $a --seed 0" \
+      "--iterations $NAV_IT --meta-batch 40"
+  done
+}
+
+JOBS=$(jobs_list | grep -E -- "^[^|]*($ONLY)" || true)
+if [ -n "${DRY_RUN:-}" ]; then
+  while IFS='|' read -r name opts; do
+    echo "$PY -m repsim train $opts --threads 1 --resume $EXTRA --out $OUT/$name"
+  done <<<"$JOBS"
+  exit 0
+fi
+mkdir -p "$OUT/logs"
+CLAIMS="$OUT/.claims"
+rm -rf "$CLAIMS"  # claims of an earlier, interrupted call: every unfinished run resumes
+mkdir -p "$CLAIMS"
+
+lane() {  # each lane takes the next unclaimed run (mkdir is atomic) until none is left
+  local lane_id=$1 name opts slug rc t0
+  while IFS='|' read -r name opts; do
+    [ -n "$name" ] || continue
+    slug=${name//\//__}
+    mkdir "$CLAIMS/$slug" 2>/dev/null || continue
+    t0=$(date +%s)
+    echo "[lane $lane_id] start $name" >&2
+    set +e
+    # shellcheck disable=SC2086  # options are words
+    OMP_NUM_THREADS=1 nice -n "${NICE:-0}" "$PY" -m repsim train $opts --threads 1 --resume \
+      $EXTRA --out "$OUT/$name" >>"$OUT/logs/$slug.log" 2>&1 &
+    echo $! >"$CLAIMS/$slug/pid"
+    wait $!
+    rc=$?
+    set -e
+    echo "[lane $lane_id] $name: exit $rc after $(( $(date +%s) - t0 ))s" >&2
+    if [ $rc -ne 0 ]; then tail -5 "$OUT/logs/$slug.log" >&2; fi
+  done <<<"$JOBS"
+}
+
+pids=()
+stop() {  # stop the lanes, then their trainings (background jobs ignore Ctrl-C); the last
+  # checkpoint of every run stays resumable
+  kill "${pids[@]}" 2>/dev/null || true
+  for f in "$CLAIMS"/*/pid; do
+    if [ -e "$f" ]; then kill "$(cat "$f")" 2>/dev/null || true; fi
+  done
+  exit 130
+}
+trap stop INT TERM
+for i in $(seq 1 "$LANES"); do lane "$i" & pids+=($!); done
+status=0
+for p in "${pids[@]}"; do wait "$p" || status=1; done
+
+"$PY" - "$OUT" <<'PY'
+import json, sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+folders = sorted(p.parent for p in out.glob("*/*/metrics.jsonl"))
+print("| run | iteration | s / iteration | in-batch after | held-out before -> after 1, 2 |")
+print("|---|---|---|---|---|")
+for folder in folders:
+    rows = [json.loads(ln) for ln in (folder / "metrics.jsonl").read_text().splitlines() if ln]
+    if not rows:
+        continue
+    keys = ("sample_seconds", "optimise_seconds", "heldout_seconds", "check_seconds")
+    per = sum(r.get(k, 0.0) for r in rows for k in keys) / len(rows)  # monitoring included
+    held = [r for r in rows if "heldout_after_1" in r]
+    h = (
+        f"{held[-1]['heldout_before']:.1f} -> {held[-1]['heldout_after_1']:.1f}, "
+        f"{held[-1]['heldout_after_2']:.1f}"
+        if held
+        else "-"
+    )
+    last = rows[-1]
+    print(f"| {folder.relative_to(out)} | {last['iteration']} | {per:.2f} | ", end="")
+    print(f"{last['return_after']:.1f} | {h} |")
+main = [f for f in folders if not f.parent.name == "ablations"]
+if main:
+    from repsim.rl.report import curves_from_runs, plot_learning_curves
+
+    paths = plot_learning_curves(curves_from_runs(main), out / "rl_learning_curves")
+    print("learning curves:", ", ".join(str(p) for p in paths))
+PY
+exit $status
