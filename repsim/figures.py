@@ -650,8 +650,8 @@ def plot_clauses_along(
     line per setting (filled markers where the clause holds, open where it fails), the band
     shaded and the paper's number dashed where it has one.
 
-    ``panels``: ``{"clause", "band", "paper", "paper_value", "series": {setting: {"x", "y",
-    "holds", "low", "high"}}}``; ``low`` / ``high`` bound the band (None: unbounded).
+    ``panels``: ``{"clause", "band", "paper", "paper_value", "paper_note", "series": {setting:
+    {"x", "y", "holds", "low", "high"}}}``; ``low`` / ``high`` bound the band (None: unbounded).
     """
     plt = _pyplot()
     n = len(panels)
@@ -661,6 +661,14 @@ def plot_clauses_along(
     settings = sorted({s for p in panels for s in p["series"]})
     colours = dict(zip(settings, palette(len(settings))))
     for ax, panel in zip(axes.flat, panels):
+        # the view: every value, bound and the paper's number, padded; an open side of a band
+        # is shaded to the edge of the view
+        shown = [v for sr in panel["series"].values() for v in sr["y"] if v is not None]
+        shown += [b for sr in panel["series"].values() for b in (sr["low"], sr["high"])]
+        shown = [v for v in [*shown, panel.get("paper_value")] if v is not None]
+        bottom, top = min(shown), max(shown)
+        pad = 0.15 * (top - bottom) or 0.05 * max(abs(top), 1.0)
+        bottom, top = bottom - pad, top + pad
         for setting, sr in panel["series"].items():
             c = colours[setting]
             x, y = np.asarray(sr["x"], float), np.asarray(sr["y"], float)
@@ -669,18 +677,19 @@ def plot_clauses_along(
             ax.scatter(x[held], y[held], color=c, s=18, zorder=4)
             ax.scatter(x[~held], y[~held], facecolor="white", edgecolor=c, s=18, zorder=4)
             if sr["low"] is not None or sr["high"] is not None:
-                lo = sr["low"] if sr["low"] is not None else min(np.nanmin(y), sr["high"]) - 1
-                hi = sr["high"] if sr["high"] is not None else max(np.nanmax(y), sr["low"]) + 1
+                lo = bottom if sr["low"] is None else sr["low"]
+                hi = top if sr["high"] is None else sr["high"]
                 ax.axhspan(lo, hi, color=c, alpha=0.10, linewidth=0, zorder=1)
+        ax.set_ylim(bottom, top)
         if panel.get("paper_value") is not None:
             ax.axhline(panel["paper_value"], color="#333333", linestyle="--", linewidth=0.9)
             ax.annotate(
-                "paper", (1.0, panel["paper_value"]), xycoords=("axes fraction", "data"),
+                panel.get("paper_note") or "paper", (1.0, panel["paper_value"]),
+                xycoords=("axes fraction", "data"),
                 ha="right", va="bottom", fontsize=6, color="#333333",
             )  # fmt: skip
-        ax.set_title(f"{panel['clause']}\nband {panel['band']}", fontsize=7)
+        ax.set_title(f"{panel['clause']}\nband: {panel['band']}", fontsize=7)
         ax.set_xlabel("training iteration")
-        ax.margins(y=0.15)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
@@ -688,5 +697,5 @@ def plot_clauses_along(
         fig.legend(handles, labels, loc="lower center", ncol=len(settings), fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0.06 if len(settings) > 1 else 0, 1, 1))
+    fig.tight_layout(rect=(0, (0.13 / rows) if len(settings) > 1 or title else 0, 1, 1))
     return _save(fig, stem, formats)

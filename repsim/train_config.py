@@ -149,7 +149,17 @@ PRESETS: dict[str, dict] = {
 # for validation, as data_generator.py does. docs/protocol-audit.md lists what was checked against
 # which file of the original code, and the deviations kept as options (norm_eps, padding,
 # image_mode) with their reasons.
-ORIGINAL_PROTOCOL = dict(head_init="normal", norm_affine="beta", task_rotations=True)
+ORIGINAL_PROTOCOL = dict(
+    head_init="normal",
+    norm_affine="beta",
+    task_rotations=True,
+    # TF's batch_norm epsilon, TF's 'SAME' padding and the binary images of resize_images.py:
+    # MAML's validation accuracy at 1,000 iterations of the 20-way preset moved by more than the
+    # seed spread with them (docs/protocol-audit.md), so the paper presets follow the original
+    norm_eps=1e-3,
+    padding="tf-same",
+    image_mode="binary",
+)
 for _ways in ("5way", "20way"):
     PRESETS[f"paper-omniglot-{_ways}"] = {**PRESETS[f"omniglot-{_ways}"], **ORIGINAL_PROTOCOL}
 

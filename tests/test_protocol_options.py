@@ -88,6 +88,10 @@ def test_paper_presets_record_the_original_protocol():
         assert (cfg.inner_steps, cfg.test_inner_steps, cfg.outer_lr) == (train_steps, 10, 1e-3)
         assert config_from_preset(f"omniglot-{ways}way").inner_steps == train_steps
         assert cfg.head_init == "normal" and cfg.norm_affine == "beta" and cfg.task_rotations
+        # TF's epsilon and 'SAME' padding, and resize_images.py's binary strokes
+        assert (cfg.norm_eps, cfg.padding, cfg.image_mode) == (1e-3, "tf-same", "binary")
+        plain = config_from_preset(f"omniglot-{ways}way")
+        assert (plain.norm_eps, plain.padding, plain.image_mode) == (1e-5, "symmetric", "grey")
         # alpha (0.4 at 5-way, 0.1 at 20-way, on the summed loss / K) mapped to the mean loss
         assert cfg.inner_lr == pytest.approx(ways * (0.4 if ways == 5 else 0.1))
     assert PRESETS["paper-omniglot-20way"]["meta_batch"] == 16

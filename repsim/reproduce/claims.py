@@ -41,6 +41,7 @@ class Clause:
     dataset: str | None = None  # only settings of this dataset test it (None: any)
     untested: str = ""  # why it is not tested when no setting of ``dataset`` has results
     paper_value: float | None = None  # the paper's number on the scale of ``value``, if one
+    paper_note: str = "paper"  # what ``paper_value`` is, as the figures label it
 
 
 @dataclass(frozen=True)
@@ -391,6 +392,7 @@ CLAIMS: tuple[Claim, ...] = (
                 f"{P1['miniimagenet-5w5s']['conv1-4']} (2.1)",
                 _freeze_drop,
                 paper_value=round(_P1[0] - _P1[4], 2),
+                paper_note="paper, MiniImageNet 1-shot",
             ),
             Clause(
                 "each intermediate setting (conv1, conv1–2, conv1–3) within the same band",
@@ -398,6 +400,7 @@ CLAIMS: tuple[Claim, ...] = (
                 "drops 0.4, 0.5, 0.6 (1-shot)",
                 _freeze_intermediate,
                 paper_value=round(max(_P1[0] - a for a in _P1[1:4]), 2),
+                paper_note="paper, MiniImageNet 1-shot",
             ),
             Clause(
                 "accuracy non-increasing as more layers freeze",
@@ -405,6 +408,7 @@ CLAIMS: tuple[Claim, ...] = (
                 "46.9 → 46.5 → 46.4 → 46.3 → 46.3",
                 _freeze_monotone,
                 paper_value=round(max(b - a for a, b in zip(_P1, _P1[1:])), 2),
+                paper_note="paper, MiniImageNet 1-shot",
             ),
         ),
     ),

@@ -72,7 +72,7 @@ def draw_claims_along(claims_along: str | Path, figures_dir: str | Path) -> list
     from repsim.reproduce.claims import CLAIMS, HOLDS
 
     data = json.loads(Path(claims_along).read_text())
-    paper_values = {(c.key, cl.text): cl.paper_value for c in CLAIMS for cl in c.clauses}
+    paper = {(c.key, cl.text): (cl.paper_value, cl.paper_note) for c in CLAIMS for cl in c.clauses}
     families: dict[str, dict[str, dict]] = {}
     for r in data["rows"]:
         if r["value"] is None:
@@ -83,7 +83,8 @@ def draw_claims_along(claims_along: str | Path, figures_dir: str | Path) -> list
                 "clause": r["clause"],
                 "band": r["band"],
                 "paper": r["paper"],
-                "paper_value": paper_values.get((r["key"], r["clause"])),
+                "paper_value": paper.get((r["key"], r["clause"]), (None, ""))[0],
+                "paper_note": paper.get((r["key"], r["clause"]), (None, ""))[1],
                 "series": {},
                 "title": f"{r['claim']} ({r['source']})",
             },

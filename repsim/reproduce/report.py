@@ -265,7 +265,8 @@ def _along_section(along: dict) -> list[str]:
         f"`{s}`: {v['accuracy_tasks']} accuracy tasks, {v['similarity_tasks']} similarity tasks"
         for s, v in along["sizes"].items()
     )
-    keys = sorted({r["key"] for r in along["summary"]})
+    # the families that have a figure: a clause with a number at some iteration
+    keys = sorted({r["key"] for r in along["summary"] if any(v is not None for v in r["values"])})
     return [
         "## Claims along training",
         "",
