@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from repsim.errors import InputError
-from repsim.protocol import Params
+from repsim.params import Params
 from repsim.similarity.conv import CONV_MODES, conv_to_2d
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from repsim.errors import CheckpointError
+from repsim.inner_loop import InnerLoop
 from repsim.models import Conv4, Conv4Config
 from repsim.packaged import DEFAULT_CHECKPOINT_NAME, packaged_file
 from repsim.protocol import MetaLearner
@@ -156,9 +157,6 @@ def learner_from_model(
     Inner steps default to the recorded test-time steps (10 in the paper); ``freeze=k`` keeps
     conv1..convk fixed during adaptation (test-time freezing).
     """
-
-    from repsim.inner_loop import InnerLoop
-
     loop = InnerLoop.from_record(model, record, freeze=freeze, steps=inner_steps, lr=inner_lr)
     cfg = model.config
     config = {**record, "checkpoint": path, "adapt": {**loop.to_dict(), "freeze": freeze}}

@@ -45,7 +45,7 @@ from torch import nn
 from torch.func import functional_call
 
 from repsim.errors import InputError
-from repsim.protocol import Params
+from repsim.params import Params
 
 
 def _supports_stages(model: nn.Module) -> bool:

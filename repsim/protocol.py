@@ -19,15 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from repsim.inner_loop import InnerLoop
+from repsim.inner_loop import InnerLoop
+from repsim.params import Params  # importable from here too, as it always was
 
-Params = dict[str, torch.Tensor]
 AdaptFn = Callable[[Params, torch.Tensor, torch.Tensor], Params]
 
 

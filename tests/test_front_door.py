@@ -49,6 +49,27 @@ def test_import_repsim_is_cheap_and_exports_the_readme_modules_lazily():
     assert {"load", "similarity", "capture", "representation"} <= set(dir(repsim))
 
 
+@pytest.mark.parametrize(
+    "module, upstream",
+    [
+        ("repsim.inner_loop", ["repsim.protocol"]),  # MetaLearner holds an InnerLoop, not back
+        ("repsim.capture", ["repsim.protocol", "repsim.inner_loop", "repsim.checkpoint"]),
+    ],
+)
+def test_the_import_arrows_run_one_way_and_params_is_one_type(module, upstream):
+    """``repsim.protocol`` imports ``repsim.inner_loop``, never the reverse, and capture takes
+    params without knowing who adapted them: ``Params`` lives in ``repsim.params``."""
+    code = (
+        f"import sys, {module};"
+        f"back = [m for m in {upstream!r} if m in sys.modules];"
+        f"assert not back, f'importing {module} imported {{back}}';"
+        "import repsim.params, repsim.protocol, repsim.inner_loop, repsim.capture;"
+        "assert repsim.protocol.Params is repsim.params.Params is repsim.capture.Params;"
+        "assert repsim.protocol.InnerLoop is repsim.inner_loop.InnerLoop"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_the_packaged_default_checkpoint_is_the_repositorys_copy_byte_for_byte():
     shipped = REPO / "checkpoints" / DEFAULT_CHECKPOINT_NAME
     packaged = packaged_file(DEFAULT_CHECKPOINT_NAME)

@@ -10,6 +10,7 @@ import torch
 
 from repsim.adapters.convnet import ConvNet, NetSpec, load_mapped
 from repsim.errors import CheckpointError
+from repsim.inner_loop import InnerLoop
 from repsim.protocol import MetaLearner
 
 IMAGE_SIZES = (28, 84, 32, 64, 80, 96, 105, 224)  # Omniglot, MiniImageNet, CIFAR-FS/FC100, ...
@@ -110,8 +111,6 @@ def make_learner(
     names = select_adapted(net, adapted)
     if inner_steps < 0:
         raise CheckpointError(f"inner steps must be >= 0, got {inner_steps}")
-    from repsim.inner_loop import InnerLoop
-
     loop = None if adapt else InnerLoop(tuple(names), float(inner_lr), int(inner_steps))
     fn = adapt or partial(loop.adapt, net)
     record = {

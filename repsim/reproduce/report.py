@@ -27,9 +27,17 @@ def _f(x) -> str:
 
 
 def _setting_section(folder: Path, link: str) -> list[str]:
-    setting = folder.name
-    fig2 = _load(folder, "figure2_similarity")
-    anchor = fig2 or _load(folder, "table2_maml_vs_anil") or {}
+    """One setting's part of the report: its header, then each table whose results file is
+    there, in the paper's order, then the supplementary linear probes."""
+    lines = _setting_header(folder)
+    for table in SETTING_TABLES:
+        lines += table(folder, link)
+    return lines + _probe_section(folder)
+
+
+def _setting_header(folder: Path) -> list[str]:
+    """The setting's shape (from Figure 2's results, else Table 2's) and every run's length."""
+    anchor = _load(folder, "figure2_similarity") or _load(folder, "table2_maml_vs_anil") or {}
     tr = anchor.get("train", {})
     runs = {}  # every run any results file of this setting read (a table may be redone alone)
     for path in sorted(folder.glob("*.json")):
@@ -38,8 +46,8 @@ def _setting_section(folder: Path, link: str) -> list[str]:
         f"{name} {r['iterations']}" + (f" ({r['device']})" if r.get("device") != "cpu" else "")
         for name, r in sorted(runs.items())
     )
-    lines = [
-        f"## Setting `{setting}`",
+    return [
+        f"## Setting `{folder.name}`",
         "",
         f"{tr.get('dataset')} {tr.get('ways')}-way {tr.get('shots')}-shot; inner lr "
         f"{tr.get('inner_lr')} on the mean loss, {tr.get('inner_steps')} / "
@@ -51,142 +59,186 @@ def _setting_section(folder: Path, link: str) -> list[str]:
         f"{anchor.get('iteration', '—')}.",
         "",
     ]
+
+
+def _table1(folder: Path, link: str) -> list[str]:
+    """Table 1: accuracy with layers frozen at test time (MAML)."""
     t1 = _load(folder, "table1_freezing")
-    if t1:
-        paper = PAPER["table1_freezing"]["miniimagenet-5w1s"]
-        lines += [
-            "### Table 1: test-time freezing (MAML)",
-            "",
-            "| frozen | ours (%) | paper, MiniImageNet 5w1s (%)¹ |",
-            "|---|---|---|",
-            *[f"| {k} | {_pct(v)} | {paper[k]} |" for k, v in t1["summary"].items()],
-            "",
-            f"![Table 1]({link}/{setting}/table1_freezing.png)",
-            "",
-        ]
-    if fig2:
-        lines += [
-            "### Figure 2: similarity before vs after the inner loop (dashed / bracketed: chance)",
-            "",
-            "| algorithm | layer | " + " | ".join(m.upper() for m in MEASURES) + " |",
-            "|---|---|" + "---|" * len(MEASURES),
-        ]
-        for algorithm, rows in fig2["summary"].items():
-            get = {(r["layer"], r["measure"]): r for r in rows}
-            for lyr in LAYERS:
-                cells = []
-                for m in MEASURES:
-                    r = get.get((lyr, m))
-                    cells.append(f"{_f(r['mean'])} ({_f(r.get('chance'))})" if r else "—")
-                lines.append(f"| {algorithm.upper()} | {lyr} | " + " | ".join(cells) + " |")
-        lines += ["", f"![Figure 2]({link}/{setting}/figure2_maml.png)", ""]
+    if not t1:
+        return []
+    paper = PAPER["table1_freezing"]["miniimagenet-5w1s"]
+    return [
+        "### Table 1: test-time freezing (MAML)",
+        "",
+        "| frozen | ours (%) | paper, MiniImageNet 5w1s (%)¹ |",
+        "|---|---|---|",
+        *[f"| {k} | {_pct(v)} | {paper[k]} |" for k, v in t1["summary"].items()],
+        "",
+        f"![Table 1]({link}/{folder.name}/table1_freezing.png)",
+        "",
+    ]
+
+
+def _figure2(folder: Path, link: str) -> list[str]:
+    """Figure 2: each layer's similarity before vs after the inner loop, chance in brackets."""
+    fig2 = _load(folder, "figure2_similarity")
+    if not fig2:
+        return []
+    lines = [
+        "### Figure 2: similarity before vs after the inner loop (dashed / bracketed: chance)",
+        "",
+        "| algorithm | layer | " + " | ".join(m.upper() for m in MEASURES) + " |",
+        "|---|---|" + "---|" * len(MEASURES),
+    ]
+    for algorithm, rows in fig2["summary"].items():
+        get = {(r["layer"], r["measure"]): r for r in rows}
+        for lyr in LAYERS:
+            cells = []
+            for m in MEASURES:
+                r = get.get((lyr, m))
+                cells.append(f"{_f(r['mean'])} ({_f(r.get('chance'))})" if r else "—")
+            lines.append(f"| {algorithm.upper()} | {lyr} | " + " | ".join(cells) + " |")
+    return lines + ["", f"![Figure 2]({link}/{folder.name}/figure2_maml.png)", ""]
+
+
+def _figure3(folder: Path, link: str) -> list[str]:
+    """Figure 3: accuracy (all layers adapted, conv1-4 frozen) and CCA along training."""
     fig3 = _load(folder, "figure3_training")
-    if fig3:
-        lines += [
-            f"### Figure 3: along training ({fig3['run']}, {fig3['iterations']} iterations)",
-            "",
-            "| iteration | acc (%) | acc, conv1-4 frozen (%) | "
-            + " | ".join(f"CCA98 {lyr}" for lyr in LAYERS)
-            + " |",
-            "|---|---|---|" + "---|" * len(LAYERS),
-        ]
-        for r in fig3["rows"]:
-            lines.append(
-                f"| {r['iteration']} | {100 * r['acc_none']:.1f} | {100 * r['acc_conv1_4']:.1f} | "
-                + " | ".join(_f(r.get(f"cca98_{lyr}")) for lyr in LAYERS)
-                + " |"
-            )
-        lines += [
-            "",
-            f"![Figure 3]({link}/{setting}/figure3_training.png) "
-            f"![Weight movement]({link}/{setting}/weight_movement.png)",
-            "",
-        ]
+    if not fig3:
+        return []
+    lines = [
+        f"### Figure 3: along training ({fig3['run']}, {fig3['iterations']} iterations)",
+        "",
+        "| iteration | acc (%) | acc, conv1-4 frozen (%) | "
+        + " | ".join(f"CCA98 {lyr}" for lyr in LAYERS)
+        + " |",
+        "|---|---|---|" + "---|" * len(LAYERS),
+    ]
+    for r in fig3["rows"]:
+        lines.append(
+            f"| {r['iteration']} | {100 * r['acc_none']:.1f} | {100 * r['acc_conv1_4']:.1f} | "
+            + " | ".join(_f(r.get(f"cca98_{lyr}")) for lyr in LAYERS)
+            + " |"
+        )
+    return lines + [
+        "",
+        f"![Figure 3]({link}/{folder.name}/figure3_training.png) "
+        f"![Weight movement]({link}/{folder.name}/weight_movement.png)",
+        "",
+    ]
+
+
+def _table2(folder: Path, link: str) -> list[str]:
+    """Table 2: MAML vs ANIL accuracy, seeds pooled, and any run's latest iteration."""
     t2 = _load(folder, "table2_maml_vs_anil")
-    if t2 and "maml" in t2["summary"]:
-        s = t2["summary"]
-        lines += [
-            "### Table 2: MAML vs ANIL (seeds pooled; seed std in brackets)",
-            "",
-            "| algorithm | ours (%) | paper, Omniglot 20w1s (%) |",
-            "|---|---|---|",
-        ]
-        for a in ("maml", "anil"):
-            if a in s:
-                p = PAPER["table2"]["omniglot-20w1s"][a]
-                lines.append(
-                    f"| {a.upper()} | {_pct(s[a])} ({100 * s[f'{a}_seed_std']:.1f}) | "
-                    f"{p[0]} ± {p[1]} |"
-                )
-        for k, v in s.items():
-            if k.endswith("_latest"):
-                lines.append(
-                    f"| {k[: -len('_latest')]} at its iteration {v['iteration']} | {_pct(v)} | |"
-                )
-        lines += ["", f"![Figure 5]({link}/{setting}/figure5_learning_curves.png)", ""]
-    t3 = _load(folder, "table3_seed_similarity")
-    if t3 and t3["summary"]:
-        lines += [
-            f"### Table 3: body-averaged similarity across seeds (activations pooled over "
-            f"{t3['tasks']} tasks; chance in brackets)",
-            "",
-            "| pair | " + " | ".join(m.upper() for m in MEASURES) + " | paper CCA | paper CKA |",
-            "|---|" + "---|" * (len(MEASURES) + 2),
-        ]
-        for pair, v in t3["summary"].items():
-            p = PAPER["table3"][pair]
-            cells = [f"{_f(v[m]['body'])} ({_f(v[m]['body_chance'])})" for m in MEASURES]
-            lines.append(f"| {pair} | " + " | ".join(cells) + f" | {p['cca']} | {p['cka']} |")
-        lines += ["", f"![Table 3]({link}/{setting}/table3_seed_similarity.png)", ""]
-    t4 = _load(folder, "table4_nil")
-    if t4 and t4["summary"]:
-        lines += [
-            "### Table 4 and Appendix D.1: the NIL head",
-            "",
-            "| body | own head (%) | NIL head (%) |",
-            "|---|---|---|",
-            *[
-                f"| {b.upper()} | {_pct(v['own'])} | {_pct(v['nil'])} |"
-                for b, v in t4["summary"].items()
-            ],
-            "",
-        ]
-    t5 = _load(folder, "table5_regimes")
-    if t5 and t5["summary"]:
-        lines += [
-            "### Table 5: training regimes (seeds pooled; seed std in brackets)",
-            "",
-            "| regime | seeds | iterations | NIL head (%) | adapted head (%) | paper, NIL head, "
-            "MiniImageNet 5w1s |",
-            "|---|---|---|---|---|---|",
-        ]
-        for regime, v in t5["summary"].items():
-            paper = PAPER["table5_nil_head"].get(regime.split("@")[0], "")
-            seeds = len(v.get("seeds", [None]))  # results from before seeds were pooled: one
-            cells = [
-                _pct(v[h]) + (f" ({100 * v['seed_std'][h]:.1f})" if seeds > 1 else "")
-                for h in ("nil", "adapt")
-            ]
+    if not (t2 and "maml" in t2["summary"]):
+        return []
+    s = t2["summary"]
+    lines = [
+        "### Table 2: MAML vs ANIL (seeds pooled; seed std in brackets)",
+        "",
+        "| algorithm | ours (%) | paper, Omniglot 20w1s (%) |",
+        "|---|---|---|",
+    ]
+    for a in ("maml", "anil"):
+        if a in s:
+            p = PAPER["table2"]["omniglot-20w1s"][a]
             lines.append(
-                f"| {regime} | {seeds} | {v['iterations']} | {cells[0]} | {cells[1]} | {paper} |"
+                f"| {a.upper()} | {_pct(s[a])} ({100 * s[f'{a}_seed_std']:.1f}) | {p[0]} ± {p[1]} |"
             )
-        lines.append("")
-    sp = _load(folder, "speed")
-    if sp:
-        s = sp["summary"]
-        lines += [
-            f"### Speed: ANIL vs MAML (1 CPU thread, {s['shape']['inner_steps']} / "
-            f"{s['shape']['test_inner_steps']} inner steps)",
-            "",
-            "| | MAML (s) | ANIL (s) | speed-up | paper |",
-            "|---|---|---|---|---|",
-            f"| training iteration | {s['maml']['train_step_s']:.3f} | "
-            f"{s['anil']['train_step_s']:.3f} | {s['speedup_train']:.1f}x | 1.7x |",
-            f"| test-time adaptation | {s['maml']['test_adapt_s']:.4f} | "
-            f"{s['anil']['test_adapt_s']:.4f} | {s['speedup_test']:.1f}x | 4.1x |",
-            "",
+    for k, v in s.items():
+        if k.endswith("_latest"):
+            lines.append(
+                f"| {k[: -len('_latest')]} at its iteration {v['iteration']} | {_pct(v)} | |"
+            )
+    return lines + ["", f"![Figure 5]({link}/{folder.name}/figure5_learning_curves.png)", ""]
+
+
+def _table3(folder: Path, link: str) -> list[str]:
+    """Table 3: body-averaged similarity between seeds, chance in brackets."""
+    t3 = _load(folder, "table3_seed_similarity")
+    if not (t3 and t3["summary"]):
+        return []
+    lines = [
+        f"### Table 3: body-averaged similarity across seeds (activations pooled over "
+        f"{t3['tasks']} tasks; chance in brackets)",
+        "",
+        "| pair | " + " | ".join(m.upper() for m in MEASURES) + " | paper CCA | paper CKA |",
+        "|---|" + "---|" * (len(MEASURES) + 2),
+    ]
+    for pair, v in t3["summary"].items():
+        p = PAPER["table3"][pair]
+        cells = [f"{_f(v[m]['body'])} ({_f(v[m]['body_chance'])})" for m in MEASURES]
+        lines.append(f"| {pair} | " + " | ".join(cells) + f" | {p['cca']} | {p['cka']} |")
+    return lines + ["", f"![Table 3]({link}/{folder.name}/table3_seed_similarity.png)", ""]
+
+
+def _table4(folder: Path, link: str) -> list[str]:
+    """Table 4 and Appendix D.1: each body with its own head vs the NIL head."""
+    t4 = _load(folder, "table4_nil")
+    if not (t4 and t4["summary"]):
+        return []
+    return [
+        "### Table 4 and Appendix D.1: the NIL head",
+        "",
+        "| body | own head (%) | NIL head (%) |",
+        "|---|---|---|",
+        *[
+            f"| {b.upper()} | {_pct(v['own'])} | {_pct(v['nil'])} |"
+            for b, v in t4["summary"].items()
+        ],
+        "",
+    ]
+
+
+def _table5(folder: Path, link: str) -> list[str]:
+    """Table 5: NIL-head and adapted-head accuracy per training regime, seeds pooled."""
+    t5 = _load(folder, "table5_regimes")
+    if not (t5 and t5["summary"]):
+        return []
+    lines = [
+        "### Table 5: training regimes (seeds pooled; seed std in brackets)",
+        "",
+        "| regime | seeds | iterations | NIL head (%) | adapted head (%) | paper, NIL head, "
+        "MiniImageNet 5w1s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for regime, v in t5["summary"].items():
+        paper = PAPER["table5_nil_head"].get(regime.split("@")[0], "")
+        seeds = len(v.get("seeds", [None]))  # results from before seeds were pooled: one
+        cells = [
+            _pct(v[h]) + (f" ({100 * v['seed_std'][h]:.1f})" if seeds > 1 else "")
+            for h in ("nil", "adapt")
         ]
-    return lines + _probe_section(folder)
+        lines.append(
+            f"| {regime} | {seeds} | {v['iterations']} | {cells[0]} | {cells[1]} | {paper} |"
+        )
+    return lines + [""]
+
+
+def _speed(folder: Path, link: str) -> list[str]:
+    """Section 4.2's timing: a training iteration and a test-time adaptation, ANIL vs MAML."""
+    sp = _load(folder, "speed")
+    if not sp:
+        return []
+    s = sp["summary"]
+    return [
+        f"### Speed: ANIL vs MAML (1 CPU thread, {s['shape']['inner_steps']} / "
+        f"{s['shape']['test_inner_steps']} inner steps)",
+        "",
+        "| | MAML (s) | ANIL (s) | speed-up | paper |",
+        "|---|---|---|---|---|",
+        f"| training iteration | {s['maml']['train_step_s']:.3f} | "
+        f"{s['anil']['train_step_s']:.3f} | {s['speedup_train']:.1f}x | 1.7x |",
+        f"| test-time adaptation | {s['maml']['test_adapt_s']:.4f} | "
+        f"{s['anil']['test_adapt_s']:.4f} | {s['speedup_test']:.1f}x | 4.1x |",
+        "",
+    ]
+
+
+# One setting's tables in the report's order; each writer takes (folder, link) and returns its
+# Markdown lines, none when its results file is missing or empty.
+SETTING_TABLES = (_table1, _figure2, _figure3, _table2, _table3, _table4, _table5, _speed)
 
 
 PROBE_ROWS = {"model": "model's own head", "nil": "NIL head"}

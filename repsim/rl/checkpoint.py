@@ -13,6 +13,7 @@ from pathlib import Path
 
 from repsim.checkpoint import load_state_strict, read_checkpoint
 from repsim.errors import CheckpointError
+from repsim.inner_loop import InnerLoop
 from repsim.protocol import MetaLearner
 from repsim.rl.policy import ARCH, GaussianMLPPolicy, PolicyConfig
 
@@ -53,8 +54,6 @@ def load_policy_learner(
 ) -> MetaLearner:
     """A policy checkpoint as a :class:`MetaLearner` whose inner loop is the recorded one
     (REINFORCE loss); ``freeze=k`` keeps fc1..fck fixed in the inner loop."""
-    from repsim.inner_loop import InnerLoop
-
     model, record = load_policy(path)
     loop = InnerLoop.from_record(model, record, freeze=freeze, steps=inner_steps)
     return MetaLearner(

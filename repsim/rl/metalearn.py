@@ -22,7 +22,7 @@ from torch import nn
 from torch.func import functional_call
 
 from repsim.inner_loop import InnerLoop
-from repsim.protocol import Params
+from repsim.params import Params
 from repsim.rl.policy import kl_divergence, log_prob
 from repsim.rl.returns import advantages
 from repsim.rl.sampling import Episodes, rollout

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from repsim.protocol import Params
+from repsim.params import Params
 from repsim.rl.policy import sample_actions
 
 
