@@ -5,7 +5,8 @@ One rule for every bar: it shows the stage's name, the count done, the rate and 
 ``enabled=False`` (a command's ``--no-progress``) there is none, and a stderr that is not a
 terminal (a CI log, a redirect to a file) gets none either, so logs hold no carriage-return
 updates. A finished bar clears its line (``leave=False``), so the lines a command prints stay
-readable. :func:`shown` is the same rule for a function that takes a ``progress`` flag.
+readable; a trainer's bar (:func:`training_bar`) stays, as the run's summary. :func:`shown` is the
+same rule for a function that takes a ``progress`` flag.
 """
 
 from __future__ import annotations
@@ -46,4 +47,18 @@ def bar(
         leave=False,
         dynamic_ncols=True,
         disable=not shown(enabled),
+    )
+
+
+def training_bar(total: int, initial: int, desc: str, enabled: bool = True):
+    """The bar of a trainer's loop over iterations ``initial+1 .. total`` (a resumed run starts
+    part-way); it stays on screen when done, with the loop's last postfix (loss, accuracy)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=not shown(enabled),  # a terminal only: logs get no bar
+        dynamic_ncols=True,
+        desc=desc,
     )

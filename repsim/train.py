@@ -11,8 +11,11 @@
 
 The layers, as in pytorch-maml's trainer: the configuration and presets
 (:mod:`repsim.train_config`), one objective per regime with one signature
-(:mod:`repsim.objectives`), :func:`steps`, a loop that yields each iteration's statistics, and
-:func:`train`, a thin driver that logs, validates and saves.
+(:mod:`repsim.objectives`), :class:`TrainRun` (everything built once from the config),
+:func:`steps`, a loop that yields each iteration's statistics, and :func:`train`, a thin driver
+over that loop: it logs (``_log_train``), validates (``_validation``) and saves (``_save``,
+``_finish``), each in a small function of its own; the run folder's ``config.json`` and
+``metrics.jsonl`` are kept by :mod:`repsim.run_log`, as for the meta-RL trainer.
 
 Determinism: the model's init is drawn from ``seed``; training task ``j`` of iteration ``i`` is
 task ``i * meta_batch + j`` of the training sampler, a pure function of (split, seed, index).
@@ -23,11 +26,10 @@ run's losses exactly (on the same device and thread count).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,8 @@ import torch
 
 from repsim.errors import InputError
 from repsim.objectives import OBJECTIVES, TrainingContext, episodic_loss, multiclass_batch
+from repsim.progress import training_bar
+from repsim.run_log import MetricsLog, due, read_metrics, restart_metrics, write_config
 from repsim.train_config import (
     ALGORITHMS,
     EPISODIC,
@@ -89,6 +93,120 @@ def _fresh_head_for_evaluation(model, ways: int):
     nn.init.zeros_(out.head.weight)
     nn.init.zeros_(out.head.bias)
     return out
+
+
+@dataclass
+class TrainRun:
+    """What the loop and the driver need, built once from the config: the training context
+    (the model, the training data and tasks, the inner loop, the device and the process group),
+    the optimiser, the fixed validation tasks and the ``data`` section of every record."""
+
+    ctx: TrainingContext
+    optimizer: torch.optim.Optimizer
+    val_sampler: object
+    data: dict
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.ctx.cfg
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.ctx.model
+
+    @property
+    def main(self) -> bool:
+        """Rank 0, the only one that validates, writes files and shows progress."""
+        return self.ctx.world.rank == 0
+
+    @classmethod
+    def build(cls, cfg: TrainConfig) -> TrainRun:
+        """The device and the process group (torchrun: data-parallel over tasks), the threads,
+        then the seed, the data and the model, whose init is drawn from the seed."""
+        from repsim import distributed
+        from repsim.inner_loop import InnerLoop
+
+        device = resolve_device(cfg.device)
+        world = distributed.init_from_env(device)
+        device = distributed.device_for_rank(device)
+        if device.type == "cpu":
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        train_classes, train_sampler, val_sampler, data = _data(cfg)
+        model = _model(cfg, train_classes.n_classes).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.outer_lr)
+        ctx = TrainingContext(
+            cfg=cfg,
+            model=model,
+            classes=train_classes,
+            sampler=train_sampler,
+            loop=InnerLoop.from_record(model, {"train": cfg.to_dict()}, phase="train"),
+            vmap=use_vmap(cfg),
+            world=world,
+            device=device,
+        )
+        return cls(ctx, optimizer, val_sampler, data)
+
+
+VAL_TASK_SEED = 1000
+TRAIN_DATA_KEYS = (
+    "dataset",
+    "split",
+    "part",
+    "rotations",
+    "n_classes",
+    "source_digest",
+    "image_mode",
+)
+
+
+def _data(cfg: TrainConfig) -> tuple:
+    """The training classes and their task sampler, the sampler of the fixed validation tasks
+    (the split's held-out part, seed :data:`VAL_TASK_SEED`) and the record's ``data`` section."""
+    from repsim.data import TaskSampler, load_classes
+
+    train_classes = load_classes(
+        cfg.dataset, cfg.split, "train", cfg.data_dir, cfg.rotations, image_mode=cfg.image_mode
+    )
+    val_part = {"maml": "val", "vinyals": "test"}.get(cfg.split, "evaluation")
+    val_classes = load_classes(
+        cfg.dataset, cfg.split, val_part, cfg.data_dir, image_mode=cfg.image_mode
+    )
+    train_sampler = TaskSampler(
+        train_classes, cfg.ways, cfg.shots, cfg.queries, cfg.seed, rotate=cfg.task_rotations
+    )
+    val_sampler = TaskSampler(
+        val_classes,
+        cfg.ways,
+        cfg.shots,
+        cfg.test_queries,
+        seed=VAL_TASK_SEED,
+        rotate=cfg.task_rotations,
+    )
+    data = {
+        "train": {k: train_classes.meta.get(k) for k in TRAIN_DATA_KEYS},
+        "val": {k: val_classes.meta.get(k) for k in ("dataset", "split", "part")},
+        "val_task_seed": VAL_TASK_SEED,
+    }
+    return train_classes, train_sampler, val_sampler, data
+
+
+def _model(cfg: TrainConfig, n_train_classes: int):
+    """A fresh Conv4: an N-way head, or for ``multiclass`` one over every training class."""
+    from repsim.models import Conv4, Conv4Config
+
+    ways = n_train_classes if cfg.algorithm == "multiclass" else cfg.ways
+    return Conv4(
+        Conv4Config.for_dataset(
+            cfg.dataset,
+            ways,
+            norm=cfg.norm,
+            norm_affine=cfg.norm_affine,
+            head_init=cfg.head_init,
+            norm_eps=cfg.norm_eps,
+            padding=cfg.padding,
+        )
+    )
 
 
 def _record(
@@ -159,6 +277,113 @@ def _check_resumable(cfg: TrainConfig, record: dict, out: Path, world) -> None:
         )
 
 
+def _resume(run: TrainRun, out: Path) -> int:
+    """Load ``out/last.safetensors`` and the optimiser state beside it into ``run`` after
+    checking that it is this run (:func:`_check_resumable`); returns its iteration."""
+    from repsim import checkpoint as ckpt
+
+    last = out / "last.safetensors"
+    tensors, record = ckpt.read_checkpoint(last)
+    _check_resumable(run.cfg, record, out, run.ctx.world)
+    ckpt.load_state_strict(
+        run.model, {k: v.to(run.ctx.device) for k, v in tensors.items()}, str(last)
+    )
+    ckpt.load_optimizer(last, run.optimizer)
+    return int(record["iteration"])
+
+
+class _RunningMean:
+    """The sum of the yielded (loss, accuracy) since the last log line, kept on the device:
+    the host reads it (one synchronisation) only when a log line or a checkpoint is due."""
+
+    def __init__(self, device: torch.device):
+        self.total, self.n = torch.zeros(2, dtype=torch.float64, device=device), 0
+
+    def add(self, stats: torch.Tensor) -> None:
+        self.total += stats.double()
+        self.n += 1
+
+    def read(self, it: int, cfg: TrainConfig, out: Path) -> tuple[float, float]:
+        """The mean (loss, accuracy); a loss that is not finite stops the run."""
+        loss, acc = (self.total / self.n).tolist()
+        if not math.isfinite(loss):
+            raise InputError(
+                f"training diverged by iteration {it} (loss {loss}); lower "
+                f"inner_lr ({cfg.inner_lr}) or outer_lr ({cfg.outer_lr}). The last "
+                f"good checkpoint is {out / 'last.safetensors'}"
+            )
+        return loss, acc
+
+    def reset(self) -> None:
+        self.total.zero_()
+        self.n = 0
+
+
+def _validation(run: TrainRun) -> float:
+    """:func:`validate` on ``cfg.val_tasks`` fixed validation tasks (multiclass: through a
+    fresh N-way head, as evaluation sees it)."""
+    run.model.eval()
+    model = (
+        _fresh_head_for_evaluation(run.model, run.cfg.ways).to(run.ctx.device)
+        if run.cfg.algorithm == "multiclass"
+        else run.model
+    )
+    return validate(model, run.val_sampler, run.cfg, run.cfg.val_tasks, run.ctx.device)
+
+
+def _write_checkpoint(
+    run: TrainRun, path: Path, iteration: int, val_acc, for_evaluation: bool = False
+) -> None:
+    """The model and its record at ``path``; ``for_evaluation`` gives a multiclass model the
+    fresh N-way head that evaluation adapts."""
+    from repsim import checkpoint as ckpt
+
+    model = run.model
+    if for_evaluation and run.cfg.algorithm == "multiclass":
+        model = _fresh_head_for_evaluation(model, run.cfg.ways)
+    record = _record(run.cfg, model, iteration, val_acc, run.data, run.ctx.device)
+    ckpt.save_checkpoint(path, model, record)
+
+
+def _save(run: TrainRun, out: Path, it: int, val_acc) -> None:
+    """The checkpoints due after iteration ``it`` (rank 0 only): ``iter_XXXXXX`` at the
+    ``checkpoint_at`` iterations, for evaluation, and ``last`` with the optimiser state
+    beside it every ``save_every`` iterations and at the end."""
+    from repsim import checkpoint as ckpt
+
+    cfg = run.cfg
+    if not run.main:
+        return
+    if it in cfg.checkpoint_at:
+        _write_checkpoint(run, out / f"iter_{it:06d}.safetensors", it, val_acc, for_evaluation=True)
+    if due(it, cfg.save_every, cfg.iterations):
+        _write_checkpoint(run, out / "last.safetensors", it, val_acc)
+        ckpt.save_optimizer(out / "last.safetensors", run.optimizer, {"iteration": it})
+
+
+def _finish(run: TrainRun, out: Path, val_acc) -> Path:
+    """``final.safetensors``, for evaluation (rank 0 only). Random features, which nothing
+    trained or validated, get their validation here: an adapted head on the initial body."""
+    cfg = run.cfg
+    final = out / "final.safetensors"
+    if not run.main:
+        return final
+    if cfg.algorithm == "random" and cfg.val_tasks:
+        run.model.eval()
+        anil = dataclasses.replace(cfg, algorithm="anil")
+        val_acc = validate(run.model, run.val_sampler, anil, cfg.val_tasks, run.ctx.device)
+    _write_checkpoint(run, final, cfg.iterations, val_acc, for_evaluation=True)
+    return final
+
+
+def _log_train(log: MetricsLog, bar, it: int, loss: float, acc: float, seconds: float, val_acc):
+    """One training line of the log (the mean loss and accuracy since the last one) and the
+    bar's postfix (with the last validation accuracy)."""
+    log.write({"iteration": it, "loss": loss, "accuracy": acc, "seconds": seconds})
+    val = "-" if val_acc is None else f"{val_acc:.3f}"
+    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", val=val)
+
+
 def train(
     cfg: TrainConfig,
     out_dir: str | Path,
@@ -172,188 +397,40 @@ def train(
     checkpoint of that iteration, if one is due) and returns ``out_dir/last.safetensors``;
     ``resume=True`` then continues the run.
     """
-    from tqdm.auto import tqdm
-
-    from repsim import checkpoint as ckpt
     from repsim import distributed
-    from repsim.data import TaskSampler, load_classes
-    from repsim.inner_loop import InnerLoop
-    from repsim.models import Conv4, Conv4Config
-    from repsim.progress import shown
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
-    world = distributed.init_from_env(device)  # torchrun: data-parallel over tasks
-    device = distributed.device_for_rank(device)
-    main = world.rank == 0  # only rank 0 writes files and shows progress
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-
-    train_classes = load_classes(
-        cfg.dataset, cfg.split, "train", cfg.data_dir, cfg.rotations, image_mode=cfg.image_mode
-    )
-    val_part = (
-        "val" if cfg.split == "maml" else ("test" if cfg.split == "vinyals" else "evaluation")
-    )
-    val_classes = load_classes(
-        cfg.dataset, cfg.split, val_part, cfg.data_dir, image_mode=cfg.image_mode
-    )
-    train_sampler = TaskSampler(
-        train_classes, cfg.ways, cfg.shots, cfg.queries, cfg.seed, rotate=cfg.task_rotations
-    )
-    val_sampler = TaskSampler(
-        val_classes, cfg.ways, cfg.shots, cfg.test_queries, seed=1000, rotate=cfg.task_rotations
-    )
-    split_meta = {
-        "train": {
-            k: train_classes.meta.get(k)
-            for k in (
-                "dataset",
-                "split",
-                "part",
-                "rotations",
-                "n_classes",
-                "source_digest",
-                "image_mode",
-            )
-        },
-        "val": {k: val_classes.meta.get(k) for k in ("dataset", "split", "part")},
-        "val_task_seed": 1000,
-    }
-
-    model_ways = train_classes.n_classes if cfg.algorithm == "multiclass" else cfg.ways
-    model_cfg = Conv4Config.for_dataset(
-        cfg.dataset,
-        model_ways,
-        norm=cfg.norm,
-        norm_affine=cfg.norm_affine,
-        head_init=cfg.head_init,
-        norm_eps=cfg.norm_eps,
-        padding=cfg.padding,
-    )
-    model = Conv4(model_cfg).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.outer_lr)
-    ctx = TrainingContext(
-        cfg=cfg,
-        model=model,
-        classes=train_classes,
-        sampler=train_sampler,
-        loop=InnerLoop.from_record(model, {"train": cfg.to_dict()}, phase="train"),
-        vmap=use_vmap(cfg),
-        world=world,
-        device=device,
-    )
-    if main:
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-
-    start = 0
-    metrics_path = out / "metrics.jsonl"
-    if resume and (out / "last.safetensors").exists():
-        tensors, record = ckpt.read_checkpoint(out / "last.safetensors")
-        _check_resumable(cfg, record, out, world)
-        ckpt.load_state_strict(
-            model, {k: v.to(device) for k, v in tensors.items()}, str(out / "last.safetensors")
-        )
-        ckpt.load_optimizer(out / "last.safetensors", optimizer)
-        start = int(record["iteration"])
-        if main and metrics_path.exists():  # drop log lines written after the checkpoint
-            lines = [
-                ln
-                for ln in metrics_path.read_text().splitlines()
-                if ln and json.loads(ln)["iteration"] <= start
-            ]
-            metrics_path.write_text("".join(ln + "\n" for ln in lines))
-    elif main and metrics_path.exists():
-        metrics_path.unlink()
-    distributed.broadcast_parameters(model)
-
-    def save(path: Path, iteration: int, val_acc, final: bool = False):
-        if not main:
-            return
-        m = (
-            _fresh_head_for_evaluation(model, cfg.ways)
-            if (final and cfg.algorithm == "multiclass")
-            else model
-        )
-        ckpt.save_checkpoint(path, m, _record(cfg, m, iteration, val_acc, split_meta, device))
-
-    def validation() -> float:
-        model.eval()
-        eval_model = (
-            _fresh_head_for_evaluation(model, cfg.ways).to(device)
-            if cfg.algorithm == "multiclass"
-            else model
-        )
-        return validate(eval_model, val_sampler, cfg, cfg.val_tasks, device)
-
-    val_acc = None
-    log = open(metrics_path, "a") if main else open(os.devnull, "w")
-    run, n_run, t0 = torch.zeros(2, dtype=torch.float64, device=device), 0, time.perf_counter()
-    bar = tqdm(
-        total=cfg.iterations,
-        initial=start,
-        disable=not shown(progress and main),  # a terminal only: logs get no bar
-        dynamic_ncols=True,
-        desc=f"{cfg.algorithm} {cfg.dataset} {cfg.ways}-way",
-    )
-    try:
-        for it, stats in steps(ctx, optimizer, start, cfg.iterations):
+    run = TrainRun.build(cfg)
+    if run.main:
+        write_config(out, cfg)
+    resumed = resume and (out / "last.safetensors").exists()
+    start = _resume(run, out) if resumed else 0
+    if run.main:
+        restart_metrics(out / "metrics.jsonl", start if resumed else None)
+    distributed.broadcast_parameters(run.model)
+    val_acc, window, t0 = None, _RunningMean(run.ctx.device), time.perf_counter()
+    desc = f"{cfg.algorithm} {cfg.dataset} {cfg.ways}-way"
+    with (
+        MetricsLog(out / "metrics.jsonl", run.main) as log,
+        training_bar(cfg.iterations, start, desc, progress and run.main) as bar,
+    ):
+        for it, stats in steps(run.ctx, run.optimizer, start, cfg.iterations):
             bar.update(1)
-            run += stats.double()  # on-device; the host reads it only at log / save time
-            n_run += 1
-            logging = it % cfg.log_every == 0 or it == cfg.iterations
-            if logging or it % cfg.save_every == 0 or it in cfg.checkpoint_at:
-                mean_loss, mean_acc = (run / n_run).tolist()
-                if not math.isfinite(mean_loss):
-                    raise InputError(
-                        f"training diverged by iteration {it} (loss {mean_loss}); lower "
-                        f"inner_lr ({cfg.inner_lr}) or outer_lr ({cfg.outer_lr}). The last "
-                        f"good checkpoint is {out / 'last.safetensors'}"
-                    )
+            window.add(stats)
+            logging = due(it, cfg.log_every, cfg.iterations)
+            if logging or due(it, cfg.save_every, cfg.iterations) or it in cfg.checkpoint_at:
+                loss, acc = window.read(it, cfg, out)  # checked before any checkpoint
             if logging:
-                row = {
-                    "iteration": it,
-                    "loss": mean_loss,
-                    "accuracy": mean_acc,
-                    "seconds": time.perf_counter() - t0,
-                }
-                log.write(json.dumps(row) + "\n")
-                log.flush()
-                bar.set_postfix(
-                    loss=f"{row['loss']:.3f}",
-                    acc=f"{row['accuracy']:.3f}",
-                    val="-" if val_acc is None else f"{val_acc:.3f}",
-                )
-                run.zero_()
-                n_run = 0
-            if main and cfg.val_tasks and (it % cfg.val_every == 0 or it == cfg.iterations):
-                val_acc = validation()
-                log.write(json.dumps({"iteration": it, "val_accuracy": val_acc}) + "\n")
-                log.flush()
-            if it in cfg.checkpoint_at:
-                save(out / f"iter_{it:06d}.safetensors", it, val_acc, final=True)
-            if it % cfg.save_every == 0 or it == cfg.iterations:
-                save(out / "last.safetensors", it, val_acc)
-                if main:
-                    ckpt.save_optimizer(out / "last.safetensors", optimizer, {"iteration": it})
+                _log_train(log, bar, it, loss, acc, time.perf_counter() - t0, val_acc)
+                window.reset()
+            if run.main and cfg.val_tasks and due(it, cfg.val_every, cfg.iterations):
+                val_acc = _validation(run)
+                log.write({"iteration": it, "val_accuracy": val_acc})
+            _save(run, out, it, val_acc)
             if stop_at is not None and it >= stop_at:
                 distributed.barrier()
                 return out / "last.safetensors"
-    finally:
-        bar.close()
-        log.close()
-    if main and cfg.algorithm == "random" and cfg.val_tasks:
-        model.eval()
-        anil = dataclasses.replace(cfg, algorithm="anil")  # random features, an adapted head
-        val_acc = validate(model, val_sampler, anil, cfg.val_tasks, device)
-    final = out / "final.safetensors"
-    save(final, cfg.iterations, val_acc, final=True)
+    final = _finish(run, out, val_acc)
     distributed.barrier()  # the final checkpoint exists when any rank returns
     return final
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    """The rows of a ``metrics.jsonl`` learning-curve log."""
-    return [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]

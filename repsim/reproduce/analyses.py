@@ -288,7 +288,7 @@ def along_training(rp: Reproduction) -> dict:
 def _final_training_loss(rp: Reproduction, run: Run, tail: float = 0.1) -> float | None:
     """Mean logged training loss over the last ``tail`` of a run's iterations (up to the
     common iteration)."""
-    from repsim.train import read_metrics
+    from repsim.run_log import read_metrics
 
     if not run.metrics or not (rp.root / run.metrics).exists():
         return None
@@ -304,7 +304,7 @@ def _final_training_loss(rp: Reproduction, run: Run, tail: float = 0.1) -> float
 def _curve(rp: Reproduction, run: Run, points: int = 200) -> dict:
     """A run's learning curve from its metrics log: training loss (at most ``points`` rows)
     and validation accuracy against iteration."""
-    from repsim.train import read_metrics
+    from repsim.run_log import read_metrics
 
     out = {"algorithm": run.algorithm, "seed": run.seed, "loss": [], "val_accuracy": []}
     if not run.metrics or not (rp.root / run.metrics).exists():

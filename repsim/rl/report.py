@@ -218,7 +218,7 @@ def curves_from_runs(run_dirs: Sequence[str | Path]) -> dict[tuple[str, str], li
 
     from repsim.errors import InputError
     from repsim.rl.config import LEGACY, RESUME_FREE, RLConfig
-    from repsim.train import read_metrics
+    from repsim.run_log import read_metrics
 
     curves: dict[tuple[str, str], list[list[dict]]] = {}
     settings: dict[tuple[str, str], tuple[dict, Path]] = {}
@@ -248,7 +248,7 @@ def write_rl_results(
     """Table 2's RL rows (JSON + CSV) and the learning curves (PNG + PDF) into ``out_dir``."""
     from repsim import results
     from repsim.provenance import portable_path
-    from repsim.train import read_metrics
+    from repsim.run_log import read_metrics
 
     checkpoints = policy_checkpoints() if checkpoints is None else [Path(p) for p in checkpoints]
     out = Path(out_dir)

@@ -23,7 +23,6 @@ step check from ``(seed, i, 1)``) and changes no training number.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from repsim.errors import InputError
+from repsim.progress import training_bar
 from repsim.rl.config import (
     ALGORITHMS,
     HELDOUT_STEPS,
@@ -43,6 +43,7 @@ from repsim.rl.config import (
     RLConfig,
     config_from_preset,
 )
+from repsim.run_log import MetricsLog, due, restart_metrics, write_config
 
 __all__ = [
     "ALGORITHMS",
@@ -95,10 +96,6 @@ def _rollout_seed(*key: int) -> int:
     return int(np.random.SeedSequence(list(key)).generate_state(1)[0] >> 1)
 
 
-def _due(iteration: int, every: int, last: int | None = None) -> bool:
-    return every > 0 and (iteration % every == 0 or iteration == last)
-
-
 def meta_iteration(model, loop, env, cfg: RLConfig, iteration: int) -> dict:
     """Sample one meta-batch and take one TRPO step on ``model``; returns the log row.
 
@@ -131,7 +128,7 @@ def meta_iteration(model, loop, env, cfg: RLConfig, iteration: int) -> dict:
         return float(new_loss), float(new_kl)
 
     fresh = None
-    if _due(iteration, cfg.step_check_every):  # sampled with the parameters before the step
+    if due(iteration, cfg.step_check_every):  # sampled with the parameters before the step
         t0 = time.perf_counter()
         check_tasks = training_tasks(cfg, iteration + 1)
         check_seed = _rollout_seed(cfg.seed, iteration, 1)
@@ -250,7 +247,7 @@ def steps(run: RLRun, start: int, stop: int) -> Iterator[dict]:
     cfg = run.cfg
     for it in range(start + 1, stop + 1):
         row = meta_iteration(run.model, run.loop, run.env, cfg, it)
-        if math.isfinite(row["return_after"]) and _due(it, cfg.heldout_every, cfg.iterations):
+        if math.isfinite(row["return_after"]) and due(it, cfg.heldout_every, cfg.iterations):
             row.update(heldout_returns(run.model, cfg, run.heldout_env))
         yield row
 
@@ -269,10 +266,9 @@ def _record(cfg: RLConfig, model, iteration: int, row: dict | None) -> dict:
     }
 
 
-def _resume(cfg: RLConfig, model, out: Path) -> tuple[int, dict | None]:
+def _resume(cfg: RLConfig, model, out: Path) -> int:
     """Load ``out/last.safetensors`` into ``model`` after checking it is this run (keys a
-    record lacks have :data:`LEGACY`'s values, or else the default) and drop the log lines
-    written after it; returns ``(iteration, its last row)``."""
+    record lacks have :data:`LEGACY`'s values, or else the default); returns its iteration."""
     from repsim import checkpoint as ckpt
 
     tensors, record = ckpt.read_checkpoint(out / "last.safetensors")
@@ -291,13 +287,16 @@ def _resume(cfg: RLConfig, model, out: Path) -> tuple[int, dict | None]:
             "give a larger --iterations"
         )
     ckpt.load_state_strict(model, tensors, str(out / "last.safetensors"))
-    metrics_path, row = out / "metrics.jsonl", None
-    if metrics_path.exists():
-        rows = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if ln]
-        rows = [r for r in rows if r["iteration"] <= start]
-        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        row = rows[-1] if rows else None
-    return start, row
+    return start
+
+
+def _postfix(row: dict) -> dict:
+    """The bar's postfix: the meta-batch's returns before and after adaptation, and the
+    held-out return after one step when the row has it."""
+    postfix = {"before": f"{row['return_before']:.1f}", "after": f"{row['return_after']:.1f}"}
+    if "heldout_after_1" in row:
+        postfix["heldout"] = f"{row['heldout_after_1']:.1f}"
+    return postfix
 
 
 def train(
@@ -309,31 +308,23 @@ def train(
 ) -> Path:
     """Run ``cfg``; returns ``out_dir/final.safetensors`` (or ``last.safetensors`` when
     ``stop_at=k`` stops after iteration ``k`` as if killed there; ``resume=True`` continues)."""
-    from tqdm.auto import tqdm
-
     from repsim import checkpoint as ckpt
-    from repsim.progress import shown
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     run = RLRun.build(cfg)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-    metrics_path = out / "metrics.jsonl"
-    start, row = 0, None
+    write_config(out, cfg)
     try:
-        if resume and (out / "last.safetensors").exists():
-            start, row = _resume(cfg, run.model, out)
-        elif metrics_path.exists():
-            metrics_path.unlink()
-        bar = tqdm(
-            total=cfg.iterations,
-            initial=start,
-            disable=not shown(progress),  # a terminal only: logs get no bar
-            dynamic_ncols=True,
-            desc=f"{cfg.algorithm} {cfg.env}",
-        )
-        with bar, open(metrics_path, "a") as log:
+        resumed = resume and (out / "last.safetensors").exists()
+        start = _resume(cfg, run.model, out) if resumed else 0
+        rows = restart_metrics(out / "metrics.jsonl", start if resumed else None)
+        row = rows[-1] if rows else None  # the record's returns if no iteration is left
+        desc = f"{cfg.algorithm} {cfg.env}"
+        with (
+            training_bar(cfg.iterations, start, desc, progress) as bar,
+            MetricsLog(out / "metrics.jsonl") as log,
+        ):
             for row in steps(run, start, cfg.iterations):
                 it = row["iteration"]
                 if not math.isfinite(row["return_after"]):
@@ -341,15 +332,10 @@ def train(
                         f"training diverged at iteration {it}; lower --max-kl or --inner-lr. "
                         f"The last good checkpoint is {out / 'last.safetensors'}"
                     )
-                log.write(json.dumps(row) + "\n")
-                log.flush()
+                log.write(row)
                 bar.update(1)
-                shown = {"before": f"{row['return_before']:.1f}"}
-                shown["after"] = f"{row['return_after']:.1f}"
-                if "heldout_after_1" in row:
-                    shown["heldout"] = f"{row['heldout_after_1']:.1f}"
-                bar.set_postfix(shown)
-                if it % cfg.save_every == 0 or it == cfg.iterations:
+                bar.set_postfix(_postfix(row))
+                if due(it, cfg.save_every, cfg.iterations):
                     ckpt.save_checkpoint(
                         out / "last.safetensors", run.model, _record(cfg, run.model, it, row)
                     )

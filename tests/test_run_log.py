@@ -1,0 +1,48 @@
+"""The run folder's learning-curve log, as both trainers keep it (repsim.run_log)."""
+
+from __future__ import annotations
+
+import json
+
+from repsim.run_log import MetricsLog, due, read_metrics, restart_metrics
+
+
+def _log_of_six_iterations(path) -> list[str]:
+    lines = []
+    for it in range(1, 7):
+        lines.append(json.dumps({"iteration": it, "loss": 1 / (3 * it), "accuracy": 0.1 * it}))
+        if it % 3 == 0:
+            lines.append(json.dumps({"iteration": it, "val_accuracy": float("nan")}))
+    path.write_text("".join(ln + "\n" for ln in lines))
+    return lines
+
+
+def test_a_resumed_run_keeps_the_log_up_to_its_checkpoint_as_written(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = _log_of_six_iterations(path)
+    rows = restart_metrics(path, resumed_at=4)  # the checkpoint of iteration 4
+    assert path.read_text() == "".join(ln + "\n" for ln in lines[:5])  # byte for byte
+    assert [r["iteration"] for r in rows] == [1, 2, 3, 3, 4] and rows == read_metrics(path)
+    with MetricsLog(path) as log:  # the resumed run writes iteration 5 on
+        log.write({"iteration": 5, "loss": 1 / 15, "accuracy": 0.5})
+        assert read_metrics(path)[-1]["iteration"] == 5  # flushed as written
+    assert restart_metrics(path, resumed_at=0) == [] and path.read_text() == ""
+
+
+def test_a_fresh_run_starts_the_log_anew(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    _log_of_six_iterations(path)
+    assert restart_metrics(path, resumed_at=None) == [] and not path.exists()
+    assert restart_metrics(path, resumed_at=4) == [] and not path.exists()  # none to trim
+
+
+def test_a_rank_other_than_zero_writes_no_log(tmp_path):
+    with MetricsLog(tmp_path / "metrics.jsonl", enabled=False) as log:
+        log.write({"iteration": 1})
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_a_periodic_step_falls_on_its_multiples_and_the_last_iteration():
+    assert [it for it in range(1, 11) if due(it, 4, last=10)] == [4, 8, 10]
+    assert [it for it in range(1, 11) if due(it, 4)] == [4, 8]
+    assert not any(due(it, 0, last=10) for it in range(1, 11))  # every=0: never
