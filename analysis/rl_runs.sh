@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the meta-RL runs of Table 2 (RL half) on the CPU: two lanes, one torch thread each,
-# every run with --resume, so the script can be stopped (Ctrl-C, kill) and started again with
-# the same command to continue. Each run logs to OUT/logs/<run>.log and leaves its run folder
+# every run with --resume (analysis/lanes.sh), so the script can be stopped (Ctrl-C, kill) and
+# started again with the same command to continue. Each run logs to OUT/logs/<run>.log and leaves its run folder
 # (config.json, metrics.jsonl with the in-batch, held-out and step-check numbers, last / final
 # checkpoints) under OUT; at the end it prints each run's cost per iteration and draws the
 # learning curves (OUT/rl_learning_curves.png).
@@ -56,51 +56,14 @@ jobs_list() {  # one "name|options" line per run, in order of priority
 }
 
 JOBS=$(jobs_list | grep -E -- "^[^|]*($ONLY)" || true)
+# shellcheck source=analysis/lanes.sh
+. "$(dirname "$0")/lanes.sh"
 if [ -n "${DRY_RUN:-}" ]; then
-  while IFS='|' read -r name opts; do
-    echo "$PY -m repsim train $opts --threads 1 --resume $EXTRA --out $OUT/$name"
-  done <<<"$JOBS"
+  lanes_dry_run "$OUT" "$JOBS"
   exit 0
 fi
-mkdir -p "$OUT/logs"
-CLAIMS="$OUT/.claims"
-rm -rf "$CLAIMS"  # claims of an earlier, interrupted call: every unfinished run resumes
-mkdir -p "$CLAIMS"
-
-lane() {  # each lane takes the next unclaimed run (mkdir is atomic) until none is left
-  local lane_id=$1 name opts slug rc t0
-  while IFS='|' read -r name opts; do
-    [ -n "$name" ] || continue
-    slug=${name//\//__}
-    mkdir "$CLAIMS/$slug" 2>/dev/null || continue
-    t0=$(date +%s)
-    echo "[lane $lane_id] start $name" >&2
-    set +e
-    # shellcheck disable=SC2086  # options are words
-    OMP_NUM_THREADS=1 nice -n "${NICE:-0}" "$PY" -m repsim train $opts --threads 1 --resume \
-      $EXTRA --out "$OUT/$name" >>"$OUT/logs/$slug.log" 2>&1 &
-    echo $! >"$CLAIMS/$slug/pid"
-    wait $!
-    rc=$?
-    set -e
-    echo "[lane $lane_id] $name: exit $rc after $(( $(date +%s) - t0 ))s" >&2
-    if [ $rc -ne 0 ]; then tail -5 "$OUT/logs/$slug.log" >&2; fi
-  done <<<"$JOBS"
-}
-
-pids=()
-stop() {  # stop the lanes, then their trainings (background jobs ignore Ctrl-C); the last
-  # checkpoint of every run stays resumable
-  kill "${pids[@]}" 2>/dev/null || true
-  for f in "$CLAIMS"/*/pid; do
-    if [ -e "$f" ]; then kill "$(cat "$f")" 2>/dev/null || true; fi
-  done
-  exit 130
-}
-trap stop INT TERM
-for i in $(seq 1 "$LANES"); do lane "$i" & pids+=($!); done
 status=0
-for p in "${pids[@]}"; do wait "$p" || status=1; done
+run_lanes "$OUT" "$JOBS" || status=1
 
 "$PY" - "$OUT" <<'PY'
 import json, sys
