@@ -89,6 +89,22 @@ def _band(ax, x, low, high, colour) -> None:
     )
 
 
+def _mean_ci(ax, x, mean, low, high, colour, label) -> None:
+    """Means with their 95% CI as error bars (bounds precomputed; NaN bounds draw none)."""
+    ax.errorbar(
+        x,
+        mean,
+        yerr=np.vstack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)]),
+        marker="o",
+        markersize=4,
+        capsize=3,
+        linewidth=1.5,
+        color=colour,
+        label=label,
+        zorder=3,
+    )
+
+
 def _save(fig, stem: str | Path, formats: Sequence[str]) -> list[Path]:
     """Lay ``fig`` out, write ``stem.<fmt>`` for each format, close it; returns the paths."""
     import matplotlib.pyplot as plt
@@ -158,18 +174,8 @@ def plot_layer_similarity(
             np.array([by_layer.get(lyr, {}).get(k, np.nan) for lyr in layers], dtype=float)
             for k in ("mean", "ci_low", "ci_high", "chance")
         )
-        ax.errorbar(
-            x + offset[measure],
-            mean,
-            yerr=np.vstack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)]),
-            marker="o",
-            markersize=4,
-            capsize=3,
-            linewidth=1.5,
-            color=colours[measure],
-            label=measure.upper().replace("_", " "),
-            zorder=3,
-        )
+        label = measure.upper().replace("_", " ")
+        _mean_ci(ax, x + offset[measure], mean, low, high, colours[measure], label)
         if np.isfinite(chance).any():
             ax.plot(x + offset[measure], chance, "--", color=colours[measure], linewidth=1.0)
     if any(r.get("chance") is not None for r in summary):
@@ -598,18 +604,7 @@ def plot_linear_probe(
             np.array([cells.get(("probe", lyr, stage), {}).get(k, np.nan) for lyr in layers], float)
             for k in ("mean", "ci_low", "ci_high")
         )
-        ax.errorbar(
-            x + offset[stage],
-            mean,
-            yerr=np.vstack([np.nan_to_num(mean - low), np.nan_to_num(high - mean)]),
-            marker="o",
-            markersize=4,
-            capsize=3,
-            linewidth=1.5,
-            color=colours[stage],
-            label=f"probe, {label}",
-            zorder=3,
-        )
+        _mean_ci(ax, x + offset[stage], mean, low, high, colours[stage], f"probe, {label}")
     others = palette(5)
     for key, label, style, colour in (
         (("model", "head", "after"), "model's own head, after", "-", others[2]),

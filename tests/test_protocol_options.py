@@ -158,27 +158,16 @@ def test_the_image_mode_of_a_record_decides_the_test_images(monkeypatch):
 
 
 def _train_tiny(tmp_path, monkeypatch, **options):
+    """Real second-order MAML steps on synthetic classes; ``options`` set TrainConfig."""
     import repsim.train as train_mod
 
     classes = _classes(n_classes=12, per_class=6, side=28)
     monkeypatch.setattr(
         "repsim.data.load_classes", lambda *a, **k: classes, raising=True
     )  # the trainer imports load_classes from repsim.data at call time
-    cfg = TrainConfig(
-        ways=3,
-        shots=1,
-        queries=2,
-        test_queries=2,
-        meta_batch=2,
-        inner_steps=1,
-        test_inner_steps=2,
-        iterations=4,
-        log_every=2,
-        val_tasks=2,
-        val_every=4,
-        **options,
-    )
-    return train_mod.train(cfg, tmp_path, progress=False)
+    tiny = dict(ways=3, shots=1, queries=2, test_queries=2, meta_batch=2, inner_steps=1)
+    tiny.update(test_inner_steps=2, iterations=4, log_every=2, val_tasks=2, val_every=4)
+    return train_mod.train(TrainConfig(**{**tiny, **options}), tmp_path, progress=False)
 
 
 def test_the_original_codes_eps_padding_and_images_are_recorded_and_rebuilt(tmp_path, monkeypatch):
@@ -196,35 +185,23 @@ def test_the_original_codes_eps_padding_and_images_are_recorded_and_rebuilt(tmp_
 @pytest.mark.parametrize("norm_affine", ["beta", "full"])
 def test_training_with_the_paper_protocol_runs_and_is_recorded(tmp_path, norm_affine, monkeypatch):
     """Real second-order MAML steps on synthetic classes with the original protocol."""
-    import repsim.train as train_mod
+    from repsim.checkpoint import load_checkpoint
+    from repsim.train import read_metrics
 
-    classes = _classes(n_classes=12, per_class=6, side=28)
-    monkeypatch.setattr(
-        "repsim.data.load_classes", lambda *a, **k: classes, raising=True
-    )  # the trainer imports load_classes from repsim.data at call time
-    cfg = TrainConfig(
-        ways=3,
-        shots=1,
-        queries=2,
-        test_queries=2,
-        meta_batch=2,
-        inner_steps=1,
-        test_inner_steps=2,
+    final = _train_tiny(
+        tmp_path,
+        monkeypatch,
         iterations=6,
         log_every=3,
-        val_tasks=2,
         val_every=6,
         head_init="normal",
         norm_affine=norm_affine,
         task_rotations=True,
     )
-    final = train_mod.train(cfg, tmp_path, progress=False)
-    from repsim.checkpoint import load_checkpoint
-
     model, record = load_checkpoint(final)
     assert (
         record["model"]["norm_affine"] == norm_affine and record["model"]["head_init"] == "normal"
     )
     assert record["train"]["task_rotations"] is True
-    rows = train_mod.read_metrics(tmp_path / "metrics.jsonl")
+    rows = read_metrics(tmp_path / "metrics.jsonl")
     assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
