@@ -94,15 +94,16 @@ def test_sampler_for(
     queries: int | None = None,
     seed: int = 0,
 ):
-    """The task sampler of a checkpoint's test split (its dataset, split, ways and shots)."""
-    from repsim.data import TaskSampler, load_classes
+    """The task sampler of a checkpoint's test split (its dataset, split, ways and shots);
+    ``part="test"`` is the split's test part (:func:`repsim.data.held_out_part`)."""
+    from repsim.data import TaskSampler, held_out_part, load_classes
 
     train = record.get("train", {})
-    split = train.get("split", "maml")
-    if part == "test" and split == "background":
-        part = "evaluation"
+    dataset, split = train.get("dataset", "omniglot"), train.get("split", "maml")
+    if part == "test":
+        part = held_out_part(dataset, split, "test")
     classes = load_classes(
-        train.get("dataset", "omniglot"),
+        dataset,
         split,
         part,
         data_dir,

@@ -163,12 +163,12 @@ TRAIN_DATA_KEYS = (
 def _data(cfg: TrainConfig) -> tuple:
     """The training classes and their task sampler, the sampler of the fixed validation tasks
     (the split's held-out part, seed :data:`VAL_TASK_SEED`) and the record's ``data`` section."""
-    from repsim.data import TaskSampler, load_classes
+    from repsim.data import TaskSampler, held_out_part, load_classes
 
     train_classes = load_classes(
         cfg.dataset, cfg.split, "train", cfg.data_dir, cfg.rotations, image_mode=cfg.image_mode
     )
-    val_part = {"maml": "val", "vinyals": "test"}.get(cfg.split, "evaluation")
+    val_part = held_out_part(cfg.dataset, cfg.split, "val")
     val_classes = load_classes(
         cfg.dataset, cfg.split, val_part, cfg.data_dir, image_mode=cfg.image_mode
     )

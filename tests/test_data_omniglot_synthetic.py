@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from repsim.data import ClassImages, TaskSampler, load_classes
+from repsim.data import ClassImages, TaskSampler, held_out_part, load_classes
 from repsim.data import omniglot as og
 from repsim.errors import CorruptDataError, InputError
 
@@ -138,6 +138,21 @@ def test_background_split_on_fake_data(tmp_path):
     assert c.n_classes == 2 and c.images.shape == (2, 20, 1, 28, 28)
     with pytest.raises(InputError, match="ways=3 is more than the 2 classes"):
         TaskSampler(c, 3, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "split", "val", "test"),
+    [
+        ("omniglot", "maml", "val", "test"),
+        ("omniglot", "vinyals", "test", "test"),
+        ("omniglot", "background", "evaluation", "evaluation"),
+        ("miniimagenet", "maml", "val", "test"),
+        ("miniimagenet", "ravi", "val", "test"),
+    ],
+)
+def test_each_split_names_its_validation_and_test_part(dataset, split, val, test):
+    assert held_out_part(dataset, split, "val") == val
+    assert held_out_part(dataset, split, "test") == test
 
 
 def test_maml_order_is_fixed():

@@ -3,6 +3,7 @@
 - :func:`load_classes` -> :class:`ClassImages` (uint8 ``[n_classes, n_per_class, C, H, W]``);
 - :class:`TaskSampler` (``classes, ways, shots, queries, seed``) -> :class:`Task` (float
   support / query tensors, labels ``0..N-1``), each task a pure function of its index;
+- :func:`held_out_part`: the part of a split that validates or tests;
 - :func:`load_probe_classes`: 20 real Omniglot test characters shipped with repsim.
 """
 
@@ -21,11 +22,35 @@ __all__ = [
     "ClassImages",
     "Task",
     "TaskSampler",
+    "held_out_part",
     "load_classes",
     "load_probe_classes",
     "stable_hash",
     "with_rotations",
 ]
+
+
+def held_out_part(dataset: str, split: str, role: str) -> str:
+    """The part of ``split`` that serves as its validation (``role="val"``) or test
+    (``role="test"``) classes: the middle of three parts (``val``) or the last part.
+
+    Omniglot: ``maml`` -> ``val`` / ``test``, ``vinyals`` -> ``test`` / ``test``,
+    ``background`` -> ``evaluation`` / ``evaluation``; MiniImageNet -> ``val`` / ``test``.
+    An unknown dataset or split gives ``role`` itself, for :func:`load_classes` to reject
+    with the valid names.
+    """
+    if role not in ("val", "test"):
+        raise ValueError(f"role must be 'val' or 'test', not {role!r}")
+    if dataset == "omniglot":
+        from repsim.data.omniglot import SPLITS
+    elif dataset == "miniimagenet":
+        from repsim.data.miniimagenet import SPLITS
+    else:
+        return role
+    parts = SPLITS.get(split)
+    if parts is None:
+        return role
+    return parts[1] if role == "val" and len(parts) > 2 else parts[-1]
 
 
 def load_classes(
