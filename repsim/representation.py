@@ -279,20 +279,8 @@ def representation_change(
     result = RepresentationChange(layers=list(names), measures=list(measures))
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     warned: set[tuple[str, str]] = set()
-    iterator = tasks
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(
-            tasks,
-            desc="tasks",
-            unit="task",
-            file=sys.stderr,
-            leave=False,
-            total=len(tasks) if hasattr(tasks, "__len__") else None,
-        )
     seconds, clock = result.seconds, time.perf_counter
-    for index, task in enumerate(iterator):
+    for index, task in enumerate(_over_tasks(tasks, progress)):
         t0 = clock()
         meta_params = learner.meta_params()
         fast_weights = learner.adapt(meta_params, task.support_x, task.support_y)
@@ -368,20 +356,8 @@ def cross_layer_similarity(
     names_a = resolve_layers(module_a, layers_a)
     names_b = resolve_layers(module_b, layers_b)
     fns = {m: get_measure(m) for m in measures}
-    iterator = inputs
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(
-            inputs,
-            desc="tasks",
-            unit="task",
-            file=sys.stderr,
-            leave=False,
-            total=len(inputs) if hasattr(inputs, "__len__") else None,
-        )
     records = []
-    for index, batch in enumerate(iterator):
+    for index, batch in enumerate(_over_tasks(inputs, progress)):
         raw_a = capture_raw(module_a, batch, names_a, params_a)
         raw_b = capture_raw(module_b, batch, names_b, params_b)
         for la in names_a:
