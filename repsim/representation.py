@@ -612,11 +612,12 @@ def linear_probe(
     from repsim.capture import capture_raw
     from repsim.inner_loop import body_features, forward
     from repsim.nil import nil_probabilities
+    from repsim.similarity.conv import CONV_MODES
 
     module: nn.Module = learner.module
     names = resolve_layers(module, layers if layers is not None else learner.analysis_layers)
-    if conv_mode not in ("channels", "flatten"):
-        raise InputError(f"conv_mode must be 'channels' or 'flatten', got {conv_mode!r}")
+    if conv_mode not in CONV_MODES:
+        raise InputError(f"conv_mode must be one of {CONV_MODES}, got {conv_mode!r}")
     settings = {
         "C": float(C),
         "standardize": bool(standardize),
