@@ -183,9 +183,9 @@ def along_iterations(runs: list[Run]) -> list[int]:
 def common_iteration(runs: list[Run], root: Path) -> int:
     """The latest iteration at which every run has a checkpoint (its final one or one along
     training): runs of different lengths, or still training, are compared there."""
-    have = [set(r.checkpoints) | {r.iterations} for r in runs]
     shared = along_iterations(runs)
     if not shared:
+        have = [set(r.checkpoints) | {r.iterations} for r in runs]
         raise InputError(
             f"the runs in {root}/manifest.json share no checkpoint iteration "
             f"({ {r.name: sorted(h) for r, h in zip(runs, have)} }); keep checkpoints at common "
