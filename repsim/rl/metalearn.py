@@ -23,7 +23,7 @@ from torch.func import functional_call
 
 from repsim.inner_loop import InnerLoop
 from repsim.params import Params
-from repsim.rl.policy import kl_divergence, log_prob
+from repsim.rl.policy import kl_divergence, log_prob, masked_mean
 from repsim.rl.returns import advantages
 from repsim.rl.sampling import Episodes, rollout
 
@@ -64,10 +64,6 @@ def task_target(episodes: Episodes, advantages_: torch.Tensor, task: int) -> tup
     advantages)``, and the mask when episodes end early."""
     target = (episodes.actions[task], advantages_[task])
     return target if episodes.mask is None else (*target, episodes.mask[task])
-
-
-def _mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    return values.mean() if mask is None else (values * mask).sum() / mask.sum()
 
 
 def adapt_to_task(
@@ -121,6 +117,6 @@ def surrogate_and_kl(
         actions = batch.valid.actions[t]
         ratio = torch.exp(log_prob(output, actions) - log_prob(old, actions))
         mask = None if batch.valid.mask is None else batch.valid.mask[t]
-        losses.append(-_mean(ratio * batch.valid_advantages[t], mask))
-        kls.append(_mean(kl_divergence(old, output), mask))
+        losses.append(-masked_mean(ratio * batch.valid_advantages[t], mask))
+        kls.append(masked_mean(kl_divergence(old, output), mask))
     return torch.stack(losses).mean(), torch.stack(kls).mean()

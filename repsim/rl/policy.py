@@ -95,10 +95,13 @@ def reinforce_loss(output, target) -> torch.Tensor:
     every step).
     """
     actions, advantages, *mask = target
-    weighted = log_prob(output, actions) * advantages
-    if mask:
-        return -(weighted * mask[0]).sum() / mask[0].sum()
-    return -weighted.mean()
+    return -masked_mean(log_prob(output, actions) * advantages, mask[0] if mask else None)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of ``values`` over the steps where ``mask`` is 1 (episodes that end early,
+    :mod:`repsim.rl.sampling`), or over every step without a mask."""
+    return values.mean() if mask is None else (values * mask).sum() / mask.sum()
 
 
 def entropy(log_std: torch.Tensor) -> torch.Tensor:
