@@ -32,7 +32,7 @@ def _setting_section(folder: Path, link: str) -> list[str]:
     lines = _setting_header(folder)
     for table in SETTING_TABLES:
         lines += table(folder, link)
-    return lines + _probe_section(folder)
+    return lines + _probe_section(folder, link)
 
 
 def _setting_header(folder: Path) -> list[str]:
@@ -245,7 +245,7 @@ PROBE_ROWS = {"model": "model's own head", "nil": "NIL head"}
 STAGES = ("before", "after")
 
 
-def _probe_section(folder: Path) -> list[str]:
+def _probe_section(folder: Path, link: str) -> list[str]:
     """The supplementary linear probes (``supplementary_linear_probe.json``), labelled as such:
     no claim reads them."""
     data = _load(folder, "supplementary_linear_probe")
@@ -273,7 +273,7 @@ def _probe_section(folder: Path) -> list[str]:
             name = f"probe on {layer}" if classifier == "probe" else PROBE_ROWS[classifier]
             before, after = (_pct_or_dash(cells.get((classifier, layer, s))) for s in STAGES)
             lines.append(f"| {algorithm.upper()} | {name} | {before} | {after} |")
-    stem = f"../figures/{folder.name}/supplementary_linear_probe"
+    stem = f"{link}/{folder.name}/supplementary_linear_probe"
     figures = " ".join(f"![Linear probes, {a.upper()}]({stem}_{a}.png)" for a in data["summary"])
     return lines + ["", figures, ""]
 
