@@ -98,6 +98,14 @@ LEGACY = {"goal_tolerance": 0.0, "nonlinearity": "relu"}
 RESUME_FREE = {"iterations", "save_every", "threads", "workers"}
 RESUME_FREE |= {"heldout_every", "heldout_tasks", "heldout_trajectories", "step_check_every"}
 
+
+def as_trained(train: dict) -> dict:
+    """A run's recorded settings (a checkpoint's ``train`` section, or its ``config.json``) with
+    every key of :class:`RLConfig`: a key an older record lacks has :data:`LEGACY`'s value, or
+    else the default."""
+    return {**RLConfig().to_dict(), **LEGACY, **train}
+
+
 # The protocol (docs/meta-rl-protocol.md): MAML-RL's 100 x 100 ReLU policy, 20 trajectories per
 # task, one inner step of 0.1, TRPO with max KL 0.01, 500 meta-iterations; 2D-Navigation with
 # 20 tasks per meta-batch (Finn et al. 2017, appendix A.2) whose episodes end within 0.01 of the

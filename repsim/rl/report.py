@@ -217,7 +217,7 @@ def curves_from_runs(run_dirs: Sequence[str | Path]) -> dict[tuple[str, str], li
     import json
 
     from repsim.errors import InputError
-    from repsim.rl.config import LEGACY, RESUME_FREE, RLConfig
+    from repsim.rl.config import RESUME_FREE, as_trained
     from repsim.run_log import read_metrics
 
     curves: dict[tuple[str, str], list[list[dict]]] = {}
@@ -225,7 +225,7 @@ def curves_from_runs(run_dirs: Sequence[str | Path]) -> dict[tuple[str, str], li
     for folder in map(Path, run_dirs):
         if not (folder / "metrics.jsonl").exists():
             continue
-        cfg = {**RLConfig().to_dict(), **LEGACY, **json.loads((folder / "config.json").read_text())}
+        cfg = as_trained(json.loads((folder / "config.json").read_text()))
         key = (cfg["env"], cfg["algorithm"])
         shared = {k: v for k, v in cfg.items() if k not in RESUME_FREE | {"seed"}}
         if key in settings and settings[key][0] != shared:

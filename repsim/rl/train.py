@@ -37,10 +37,10 @@ from repsim.progress import training_bar
 from repsim.rl.config import (
     ALGORITHMS,
     HELDOUT_STEPS,
-    LEGACY,
     PRESETS,
     RESUME_FREE,
     RLConfig,
+    as_trained,
     config_from_preset,
 )
 from repsim.run_log import MetricsLog, due, restart_metrics, write_config
@@ -268,11 +268,11 @@ def _record(cfg: RLConfig, model, iteration: int, row: dict | None) -> dict:
 
 def _resume(cfg: RLConfig, model, out: Path) -> int:
     """Load ``out/last.safetensors`` into ``model`` after checking it is this run (keys a
-    record lacks have :data:`LEGACY`'s values, or else the default); returns its iteration."""
+    record lacks: :func:`~repsim.rl.config.as_trained`); returns its iteration."""
     from repsim import checkpoint as ckpt
 
     tensors, record = ckpt.read_checkpoint(out / "last.safetensors")
-    before = {**RLConfig().to_dict(), **LEGACY, **record["train"]}
+    before = as_trained(record["train"])
     diff = {
         k: (before.get(k), v)
         for k, v in cfg.to_dict().items()
