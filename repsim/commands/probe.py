@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     from repsim import figures, results
     from repsim.commands.similarity import _identity
+    from repsim.progress import shown
     from repsim.representation import linear_probe
 
     layers = parse_layers(args.layers)
@@ -105,9 +106,10 @@ def run(args: argparse.Namespace) -> int:
         conv_mode=args.conv_mode,
         max_iter=args.max_iter,
         seed=args.seed,
-        progress=True,
+        progress=shown(),  # a terminal only, as every command
     )
     summary = probe.summary()
+    not_converged = probe.not_converged()
     label = _sources.checkpoint_label(args.checkpoint)
     loop = learner.inner_loop.to_dict() if learner.inner_loop is not None else None
     steps = loop["inner_steps"] if loop else learner.config.get("adapt", {}).get("inner_steps")
@@ -120,9 +122,9 @@ def run(args: argparse.Namespace) -> int:
     )
     print(summary_table(summary, probe.layers))
     print(f"chance: {probe.chance:.4f}")
-    if probe.not_converged():
+    if not_converged:
         print(
-            f"note: {probe.not_converged()} probe fit(s) stopped at --max-iter {args.max_iter} "
+            f"note: {not_converged} probe fit(s) stopped at --max-iter {args.max_iter} "
             "before converging: raise --max-iter, or lower --C"
         )
 
@@ -158,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             "ways": probe.ways,
             "chance": probe.chance,
             "n_tasks": n,
-            "not_converged": probe.not_converged(),
+            "not_converged": not_converged,
             "summary": summary,
             "per_task": probe.records,
             "seconds": probe.seconds,
