@@ -105,6 +105,19 @@ def _mean_ci(ax, x, mean, low, high, colour, label) -> None:
     )
 
 
+def _legend_outside(ax, title: str, order) -> None:
+    """The axes' legend right of the panel, its entries sorted (stably) by ``order(label)``."""
+    handles, labels = ax.get_legend_handles_labels()
+    keep = sorted(range(len(labels)), key=lambda i: order(labels[i]))
+    ax.legend(
+        [handles[i] for i in keep],
+        [labels[i] for i in keep],
+        title=title,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+    )
+
+
 def _save(fig, stem: str | Path, formats: Sequence[str]) -> list[Path]:
     """Lay ``fig`` out, write ``stem.<fmt>`` for each format, close it; returns the paths."""
     import matplotlib.pyplot as plt
@@ -187,14 +200,10 @@ def plot_layer_similarity(
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    handles, labels = ax.get_legend_handles_labels()  # the measures first, chance last
-    order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("chance"))
-    ax.legend(
-        [handles[i] for i in order],
-        [labels[i] for i in order],
-        title="measure: mean ± 95% CI" + ("\n(dots: the tasks)" if points else ""),
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1),
+    _legend_outside(  # the measures first, chance last
+        ax,
+        "measure: mean ± 95% CI" + ("\n(dots: the tasks)" if points else ""),
+        lambda label: label.startswith("chance"),
     )
     return _save(fig, stem, formats)
 
@@ -623,17 +632,10 @@ def plot_linear_probe(
     ax.set_ylabel("query accuracy of a linear probe")
     if title:
         ax.set_title(title)
-    handles, labels = ax.get_legend_handles_labels()  # the probes first, chance last
-    order = sorted(
-        range(len(labels)),
-        key=lambda k: (not labels[k].startswith("probe"), labels[k].startswith("chance")),
-    )
-    ax.legend(
-        [handles[k] for k in order],
-        [labels[k] for k in order],
-        title="mean ± 95% CI over tasks" + ("\n(dots: the tasks)" if points else ""),
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1),
+    _legend_outside(  # the probes first, chance last
+        ax,
+        "mean ± 95% CI over tasks" + ("\n(dots: the tasks)" if points else ""),
+        lambda label: (not label.startswith("probe"), label.startswith("chance")),
     )
     return _save(fig, stem, formats)
 
