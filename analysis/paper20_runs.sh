@@ -13,10 +13,11 @@
 # every run is done, collect them (replacing the pre-audit folder wholesale):
 #   python analysis/collect_checkpoints.py runs/paper20 checkpoints/paper20 --note "..."
 #
-# The runs, in order (SEEDS default "0 1 2"): MAML seeds (second order, --vmap off: the loop is
-# faster than vmap at 20-way on CPU), ANIL seeds, then the baselines multiclass, multitask,
-# NIL-training at temperature 1 and random (untrained). Measured: MAML 2.2-3.1 s per step and
-# ANIL 0.32 s with another training on the other core, so about 7 h per MAML seed.
+# The runs, in order (SEEDS default "0 1 2"): the first MAML seed (second order, --vmap off: the
+# loop is faster than vmap at 20-way on CPU), ANIL seeds, the baselines multiclass, multitask,
+# NIL-training at temperature 1 and random (untrained), then the other MAML seeds. Measured:
+# MAML 2.2-3.1 s per step and ANIL 0.32 s with another training on the other core, so about
+# 7 h per MAML seed.
 #
 # Environment: PYTHON (default python), LANES (2), SEEDS, ITERATIONS (10000), CHECKPOINTS
 # (1000,3000,5000,7500,10000), EXTRA (more `repsim train` options, after the others: the test
@@ -29,12 +30,13 @@ AT=${CHECKPOINTS:-1000,3000,5000,7500,10000}
 ONLY=${ONLY:-.}
 RESUME=${RESUME_DIR:-checkpoints/paper20/resume}
 
-jobs_list() {  # one "name|options" line per run, in order of priority
-  local s a common="--preset paper-omniglot-20way --iterations $IT --save-every 250"
-  common="$common --checkpoint-at $AT"
-  for s in $SEEDS; do
-    echo "maml_omniglot_20w1s_seed$s|$common --algorithm maml --seed $s --vmap off"
-  done
+jobs_list() {  # one "name|options" line per run, in order of priority: the first MAML seed,
+  # then the fast runs (so that one lane finishes them while the other trains MAML), then the
+  # other MAML seeds
+  local s a first=${SEEDS%% *} common="--preset paper-omniglot-20way --iterations $IT"
+  common="$common --save-every 250 --checkpoint-at $AT"
+  maml() { echo "maml_omniglot_20w1s_seed$1|$common --algorithm maml --seed $1 --vmap off"; }
+  maml "$first"
   for s in $SEEDS; do echo "anil_omniglot_20w1s_seed$s|$common --algorithm anil --seed $s"; done
   for a in multiclass multitask nil; do for s in $SEEDS; do
     echo "${a}_omniglot_20w1s_seed$s|$common --algorithm $a --seed $s"
@@ -43,6 +45,7 @@ jobs_list() {  # one "name|options" line per run, in order of priority
     echo "random_omniglot_20w1s_seed$s|--preset paper-omniglot-20way --algorithm random" \
       "--seed $s --iterations 0"
   done
+  for s in $SEEDS; do if [ "$s" != "$first" ]; then maml "$s"; fi; done
 }
 
 JOBS=$(jobs_list | grep -E -- "^[^|]*($ONLY)" || true)
