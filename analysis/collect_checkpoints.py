@@ -8,12 +8,14 @@ Ships, per run (a folder of ``RUNS_DIR`` with ``final.safetensors``, or with
 ``last.safetensors`` when the run is still going): its latest checkpoint
 (``<algorithm>_<dataset>_<N>w<K>s_seed<k>.safetensors``), its metrics log, and its checkpoints
 along training (``along_training/``): every one for seed 0 of MAML (Figure 3 and the weight
-movement follow it), for the other runs the latest one every run shares (so runs still
-training compare at a common iteration). A checkpoint equal to the run's latest is not copied twice.
+movement follow it), for the other runs every iteration that all trained runs share (the
+claims along training compare every run there, and runs still training compare at the latest
+of them). A checkpoint equal to the run's latest is not copied twice.
 
 ``--resumable`` also keeps what ``repsim train --resume`` needs for runs that have not
-finished (``resume/<name>/``: ``last.safetensors``, its optimiser state, ``metrics.jsonl``,
-``config.json`` and its checkpoints along training); continue one with
+finished (``resume/<name>/``, :func:`repsim.run_log.snapshot_run`: ``last.safetensors``, its
+optimiser state of the same iteration, ``metrics.jsonl``, ``config.json`` and its checkpoints
+along training); continue one with
 ``cp -r CHECKPOINT_DIR/resume/<name> runs/<name> && repsim train <same options> --out
 runs/<name> --resume``. Optimiser states of finished runs are never shipped.
 """
@@ -27,6 +29,7 @@ from pathlib import Path
 from repsim.checkpoint import read_checkpoint
 from repsim.packaged import DEFAULT_CHECKPOINT_NAME
 from repsim.reproduce import Run, write_manifest
+from repsim.run_log import snapshot_run
 
 
 def _latest(run_dir: Path) -> Path | None:
@@ -42,8 +45,8 @@ def collect(runs_dir: Path, out: Path, resumable: bool = False) -> list[Run]:
     (out / "metrics").mkdir(exist_ok=True)
     found = sorted((p, _latest(p)) for p in runs_dir.iterdir() if p.is_dir() and _latest(p))
     iters = {p: {int(q.stem.split("_")[1]) for q in p.glob("iter_*.safetensors")} for p, _ in found}
-    shared = set.intersection(*iters.values()) if iters else set()
-    shared = {max(shared)} if shared else set()
+    trained = [have for have in iters.values() if have]  # an untrained (random) run has none
+    shared = set.intersection(*trained) if trained else set()
     runs = []
     for run_dir, latest in found:
         _, record = read_checkpoint(latest)
@@ -64,12 +67,7 @@ def collect(runs_dir: Path, out: Path, resumable: bool = False) -> list[Run]:
             shutil.copyfile(run_dir / f"iter_{it:06d}.safetensors", out / rel)
             checkpoints[it] = rel
         if resumable and latest.name == "last.safetensors":
-            dst = out / "resume" / name
-            dst.mkdir(parents=True, exist_ok=True)
-            for f in ("last.safetensors", "last.optim.safetensors", "metrics.jsonl", "config.json"):
-                shutil.copyfile(run_dir / f, dst / f)
-            for p in run_dir.glob("iter_*.safetensors"):  # the run folder, whole, for later
-                shutil.copyfile(p, dst / p.name)
+            snapshot_run(run_dir, out / "resume" / name)
         runs.append(Run(name, algo, seed, int(record["iteration"]), final, checkpoints, metrics))
     return runs
 

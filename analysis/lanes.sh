@@ -1,13 +1,37 @@
 # Two (or LANES) lanes of `repsim train` runs, one torch thread each, every run with --resume:
 # sourced by the campaign scripts (analysis/rl_runs.sh, analysis/paper20_runs.sh).
 #
-#   run_lanes OUT JOBS      JOBS: one "name|options" line per run, in order of priority
+#   campaign OUT RESUME     the runs of the script's jobs_list (one "name|options" line per
+#                           run, in order of priority) that match ONLY (a grep -E pattern on the
+#                           names): printed (DRY_RUN=1), or seeded from RESUME and trained
+#   run_lanes OUT JOBS      the lanes themselves
 #
+# A run with no folder under OUT yet but a committed state in RESUME/<name>/ (a session's last
+# checkpoint with its optimiser state, or a finished run) starts from that state; a finished
+# run is not trained again (`repsim train --resume` returns its final checkpoint).
 # Each lane takes the next unclaimed run (mkdir is atomic) until none is left; a run logs to
 # OUT/logs/<name>.log and trains into OUT/<name>. Stopping the script (Ctrl-C, kill) stops its
 # trainings; the same call continues every unfinished run from its last checkpoint.
 # Environment: PYTHON (default python), LANES (2), NICE (0), EXTRA (more `repsim train`
 # options for every run, after the others), DRY_RUN=1 (print the commands, run nothing).
+
+campaign() {  # campaign OUT RESUME (calls the script's jobs_list)
+  local out=$1 resume=$2 jobs name _
+  jobs=$(jobs_list | grep -E -- "^[^|]*(${ONLY:-.})" || true)
+  if [ -n "${DRY_RUN:-}" ]; then
+    lanes_dry_run "$out" "$jobs"
+    return 0
+  fi
+  while IFS='|' read -r name _; do
+    [ -n "$name" ] && [ ! -e "$out/$name" ] || continue
+    if [ -e "$resume/$name/last.safetensors" ] || [ -e "$resume/$name/final.safetensors" ]; then
+      mkdir -p "$(dirname "$out/$name")"
+      cp -r "$resume/$name" "$out/$name"
+      echo "$name: from the state in $resume/$name" >&2
+    fi
+  done <<<"$jobs"
+  run_lanes "$out" "$jobs"
+}
 
 lanes_dry_run() {  # lanes_dry_run OUT JOBS: the commands, one per line
   local out=$1 name opts

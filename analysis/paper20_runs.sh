@@ -8,8 +8,9 @@
 #   bash analysis/paper20_runs.sh [OUT_DIR]                    (default runs/paper20)
 #   nohup bash analysis/paper20_runs.sh > runs/paper20.log 2>&1 &
 #
-# A run that has no folder under OUT yet but a committed resume state in
-# checkpoints/paper20/resume/<name>/ starts from that state (a session's last checkpoint). When
+# A run that has no folder under OUT yet but a committed state in
+# checkpoints/paper20/resume/<name>/ (RESUME_DIR) starts from that state (analysis/lanes.sh,
+# a session's end: python analysis/snapshot_runs.py OUT checkpoints/paper20/resume). When
 # every run is done, collect them (replacing the pre-audit folder wholesale):
 #   python analysis/collect_checkpoints.py runs/paper20 checkpoints/paper20 --note "..."
 #
@@ -27,7 +28,6 @@ OUT=${1:-runs/paper20}
 SEEDS=${SEEDS:-0 1 2}
 IT=${ITERATIONS:-10000}
 AT=${CHECKPOINTS:-1000,3000,5000,7500,10000}
-ONLY=${ONLY:-.}
 RESUME=${RESUME_DIR:-checkpoints/paper20/resume}
 
 jobs_list() {  # one "name|options" line per run, in order of priority: the first MAML seed,
@@ -48,22 +48,11 @@ jobs_list() {  # one "name|options" line per run, in order of priority: the firs
   for s in $SEEDS; do if [ "$s" != "$first" ]; then maml "$s"; fi; done
 }
 
-JOBS=$(jobs_list | grep -E -- "^[^|]*($ONLY)" || true)
 # shellcheck source=analysis/lanes.sh
 . "$(dirname "$0")/lanes.sh"
-if [ -n "${DRY_RUN:-}" ]; then
-  lanes_dry_run "$OUT" "$JOBS"
-  exit 0
-fi
-while IFS='|' read -r name _; do  # a committed resume state seeds a run not started here
-  if [ -n "$name" ] && [ ! -e "$OUT/$name" ] && [ -e "$RESUME/$name/last.safetensors" ]; then
-    mkdir -p "$OUT"
-    cp -r "$RESUME/$name" "$OUT/$name"
-    echo "$name: from the resume state in $RESUME/$name" >&2
-  fi
-done <<<"$JOBS"
 status=0
-run_lanes "$OUT" "$JOBS" || status=1
+campaign "$OUT" "$RESUME" || status=1
+if [ -n "${DRY_RUN:-}" ]; then exit 0; fi
 
 "${PYTHON:-python}" - "$OUT" <<'PY'
 import json, sys

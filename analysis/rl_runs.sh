@@ -24,7 +24,8 @@
 # CHEETAH_ITERATIONS (200), CHEETAH_TASKS (10), CHEETAH_TRAJECTORIES (20), NICE (0),
 # EXTRA (more `repsim train` options for every run, after the others: the test passes tiny
 # sizes here), ONLY (a grep -E pattern: run only the matching runs), DRY_RUN=1 (print the
-# commands, run nothing).
+# commands, run nothing), RESUME_DIR (checkpoints/rl/resume: committed states that seed runs
+# not started under OUT, analysis/lanes.sh).
 set -euo pipefail
 OUT=${1:-runs/rl}
 PY=${PYTHON:-python}
@@ -35,7 +36,6 @@ CH_IT=${CHEETAH_ITERATIONS:-200}
 CH_TASKS=${CHEETAH_TASKS:-10}
 CH_TRAJ=${CHEETAH_TRAJECTORIES:-20}
 EXTRA=${EXTRA:-}
-ONLY=${ONLY:-.}
 
 jobs_list() {  # one "name|options" line per run, in order of priority
   local s a env
@@ -55,15 +55,11 @@ jobs_list() {  # one "name|options" line per run, in order of priority
   done
 }
 
-JOBS=$(jobs_list | grep -E -- "^[^|]*($ONLY)" || true)
 # shellcheck source=analysis/lanes.sh
 . "$(dirname "$0")/lanes.sh"
-if [ -n "${DRY_RUN:-}" ]; then
-  lanes_dry_run "$OUT" "$JOBS"
-  exit 0
-fi
 status=0
-run_lanes "$OUT" "$JOBS" || status=1
+campaign "$OUT" "${RESUME_DIR:-checkpoints/rl/resume}" || status=1
+if [ -n "${DRY_RUN:-}" ]; then exit 0; fi
 
 "$PY" - "$OUT" <<'PY'
 import json, sys

@@ -217,6 +217,15 @@ def save_optimizer(path: str | Path, optimizer: torch.optim.Optimizer, extra: di
     return target
 
 
+def optimizer_extra(path: str | Path) -> dict:
+    """The ``extra`` saved with the optimiser state beside checkpoint ``path`` (its
+    ``iteration``), read from the header alone."""
+    from safetensors import safe_open
+
+    with safe_open(str(optim_path(path)), framework="pt") as fh:
+        return json.loads(fh.metadata()["extra"])
+
+
 def load_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> dict:
     """Restore the optimiser saved beside checkpoint ``path``; returns the saved ``extra``."""
     from safetensors import safe_open

@@ -8,7 +8,13 @@ Both trainers (:mod:`repsim.train`, :mod:`repsim.rl.train`) keep a run folder th
   A fresh run starts the log anew; a resumed one first drops the lines written after its
   checkpoint, which the resumed run writes again (:func:`restart_metrics`);
 - :func:`due`: whether a periodic step (a log line, a checkpoint, an evaluation) falls on an
-  iteration.
+  iteration;
+- :func:`check_same_run`: whether ``--resume`` may continue the run in a folder (the same
+  config but for its length and where it runs), and :func:`finished_checkpoint`: whether the
+  run is already done (its ``final.safetensors`` at the requested length), so that running a
+  campaign again repeats no finished run;
+- :func:`snapshot_run`: a consistent copy of a run folder while it trains (what continuing it
+  needs), for a session that stops before its runs do.
 
 Example::
 
@@ -20,9 +26,20 @@ Example::
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from pathlib import Path
 
-__all__ = ["MetricsLog", "due", "read_metrics", "restart_metrics", "write_config"]
+__all__ = [
+    "MetricsLog",
+    "check_same_run",
+    "due",
+    "finished_checkpoint",
+    "read_metrics",
+    "restart_metrics",
+    "snapshot_run",
+    "write_config",
+]
 
 
 def due(iteration: int, every: int, last: int | None = None) -> bool:
@@ -34,6 +51,35 @@ def due(iteration: int, every: int, last: int | None = None) -> bool:
 def write_config(out: Path, cfg) -> None:
     """``out/config.json``: ``cfg.to_dict()``, indented, keys sorted."""
     (Path(out) / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+
+
+def check_same_run(out: Path, cfg: dict, trained: dict, iteration: int, free: set[str]) -> None:
+    """Refuse (:class:`~repsim.errors.InputError`) to continue the run in ``out``, trained with
+    config ``trained`` up to ``iteration``, as the run ``cfg``: when the two differ in a key
+    outside ``free`` (its length and where it runs), or when ``cfg["iterations"]`` is short
+    of ``iteration``. ``trained`` has the defaults filled in for keys its record lacks."""
+    from repsim.errors import InputError
+
+    diff = {k: (trained.get(k), v) for k, v in cfg.items() if trained.get(k) != v and k not in free}
+    if diff:
+        raise InputError(f"cannot resume {out}: its config differs in {diff}")
+    if cfg["iterations"] < iteration:
+        raise InputError(
+            f"cannot resume {out} at iteration {iteration} with --iterations "
+            f"{cfg['iterations']}: it is already past that; give a larger --iterations"
+        )
+
+
+def finished_checkpoint(out: Path, iterations: int) -> tuple[Path, dict] | None:
+    """``out/final.safetensors`` and its record when the run in ``out`` ended at
+    ``iterations`` (a resumed run then has nothing left to train), else ``None``."""
+    from repsim.checkpoint import read_checkpoint
+
+    final = Path(out) / "final.safetensors"
+    if not final.exists():
+        return None
+    _, record = read_checkpoint(final)
+    return (final, record) if int(record["iteration"]) == iterations else None
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -78,3 +124,42 @@ class MetricsLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def snapshot_run(run: str | Path, dst: str | Path, tries: int = 40) -> int:
+    """Copy into ``dst`` (replacing it) what continuing the run in folder ``run`` needs, even
+    while it trains: ``config.json``; a finished run's ``final.safetensors``, or else its
+    ``last.safetensors`` with the optimiser state of the same iteration when it has one (a
+    save in progress is waited out, up to ``tries`` half-second retries); ``metrics.jsonl`` up
+    to that iteration and the checkpoints along training up to it. Returns the iteration.
+    ``repsim train --resume --out dst`` then continues the run (or, finished, returns it)."""
+    from repsim.checkpoint import optim_path, optimizer_extra, read_checkpoint
+    from repsim.errors import CheckpointError
+
+    run, dst = Path(run), Path(dst)
+    part = dst.with_name(dst.name + ".partial")
+    shutil.rmtree(part, ignore_errors=True)
+    part.mkdir(parents=True)
+    finished = (run / "final.safetensors").exists()
+    names = ["final.safetensors"] if finished else ["last.safetensors"]
+    if not finished and optim_path(run / "last.safetensors").exists():
+        names.append(optim_path(run / "last.safetensors").name)
+    for _ in range(tries):
+        for name in names:
+            shutil.copyfile(run / name, part / name)
+        iteration = int(read_checkpoint(part / names[0])[1]["iteration"])
+        if len(names) == 1 or optimizer_extra(part / names[0]).get("iteration") == iteration:
+            break
+        time.sleep(0.5)  # the optimiser state of the save in progress is not written yet
+    else:
+        raise CheckpointError(f"{run}: its last checkpoint and optimiser state never agreed")
+    shutil.copyfile(run / "config.json", part / "config.json")
+    if (run / "metrics.jsonl").exists():
+        shutil.copyfile(run / "metrics.jsonl", part / "metrics.jsonl")
+        restart_metrics(part / "metrics.jsonl", iteration)
+    for along in run.glob("iter_*.safetensors"):
+        if int(along.stem.split("_")[1]) <= iteration:
+            shutil.copyfile(along, part / along.name)
+    shutil.rmtree(dst, ignore_errors=True)
+    part.rename(dst)
+    return iteration

@@ -35,10 +35,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from repsim.errors import InputError
+from repsim.errors import CheckpointError, InputError
 from repsim.objectives import OBJECTIVES, TrainingContext, episodic_loss, multiclass_batch
 from repsim.progress import training_bar
-from repsim.run_log import MetricsLog, due, read_metrics, restart_metrics, write_config
+from repsim.run_log import (
+    MetricsLog,
+    check_same_run,
+    due,
+    finished_checkpoint,
+    read_metrics,
+    restart_metrics,
+    write_config,
+)
 from repsim.train_config import (
     ALGORITHMS,
     EPISODIC,
@@ -251,24 +259,16 @@ def steps(ctx: TrainingContext, optimizer, start: int, stop: int) -> Iterator[tu
         yield it, stats
 
 
+_RESUME_FREE = {"iterations", "checkpoint_at", "data_dir", "device", "threads"}
+
+
 def _check_resumable(cfg: TrainConfig, record: dict, out: Path, world) -> None:
     """Refuse to resume a run whose record differs from ``cfg`` in anything but its length
     (more iterations, more checkpoints along the way) and where it runs (data folder, device,
-    threads); a key an older record lacks has the default it was trained with."""
-    free = {"iterations", "checkpoint_at", "data_dir", "device", "threads"}
-    before = {**TrainConfig().to_dict(), **record["train"]}
-    diff = {
-        k: (before.get(k), v)
-        for k, v in cfg.to_dict().items()
-        if before.get(k) != v and k not in free
-    }
-    if diff:
-        raise InputError(f"cannot resume {out}: its config differs in {diff}")
-    if cfg.iterations < int(record["iteration"]):
-        raise InputError(
-            f"cannot resume {out} at iteration {record['iteration']} with --iterations "
-            f"{cfg.iterations}: it is already past that; give a larger --iterations"
-        )
+    threads, :func:`~repsim.run_log.check_same_run`); a key an older record lacks has the
+    default it was trained with."""
+    trained = {**TrainConfig().to_dict(), **record["train"]}
+    check_same_run(out, cfg.to_dict(), trained, int(record["iteration"]), _RESUME_FREE)
     if record.get("world_size", 1) != world.size:
         raise InputError(
             f"cannot resume {out}: it ran on {record.get('world_size', 1)} "
@@ -288,7 +288,13 @@ def _resume(run: TrainRun, out: Path) -> int:
     ckpt.load_state_strict(
         run.model, {k: v.to(run.ctx.device) for k, v in tensors.items()}, str(last)
     )
-    ckpt.load_optimizer(last, run.optimizer)
+    saved = ckpt.load_optimizer(last, run.optimizer).get("iteration")
+    if saved != record["iteration"]:  # stopped between the two writes of a save
+        raise CheckpointError(
+            f"cannot resume {out}: its optimiser state is of iteration {saved} and "
+            f"{last.name} of iteration {record['iteration']} (the run was stopped while "
+            "saving); continue from a copy of the run taken before, or start it again"
+        )
     return int(record["iteration"])
 
 
@@ -400,6 +406,10 @@ def train(
     from repsim import distributed
 
     out = Path(out_dir)
+    if resume and (done := finished_checkpoint(out, cfg.iterations)):
+        trained = {**TrainConfig().to_dict(), **done[1]["train"]}
+        check_same_run(out, cfg.to_dict(), trained, cfg.iterations, _RESUME_FREE)
+        return done[0]  # nothing left to train
     out.mkdir(parents=True, exist_ok=True)
     run = TrainRun.build(cfg)
     if run.main:

@@ -265,6 +265,33 @@ def test_a_finished_run_can_be_extended_but_not_changed(tmp_path, omniglot_data_
         )
     with pytest.raises(InputError, match="already past"):
         train(_small_cfg(omniglot_data_dir, iterations=3), tmp_path, resume=True, progress=False)
+    # resumed at its own length, a finished run (even without its resume state, as a finished
+    # run is shipped) returns its final checkpoint untouched: nothing is trained again
+    written, log = final.read_bytes(), (tmp_path / "metrics.jsonl").read_text()
+    for name in ("last.safetensors", "last.optim.safetensors"):
+        (tmp_path / name).unlink()
+    assert train(longer, tmp_path, resume=True, progress=False) == final
+    assert final.read_bytes() == written
+    assert (tmp_path / "metrics.jsonl").read_text() == log
+    with pytest.raises(InputError, match="differs in"):
+        train(_small_cfg(omniglot_data_dir, iterations=4, seed=4), tmp_path, resume=True)
+
+
+@pytest.mark.data
+def test_a_checkpoint_and_an_optimiser_state_of_different_iterations_are_refused(
+    tmp_path, omniglot_data_dir
+):
+    from repsim.errors import CheckpointError
+    from repsim.train import train
+
+    cfg = _small_cfg(omniglot_data_dir, iterations=4, save_every=1, val_tasks=0)
+    train(cfg, tmp_path, progress=False, stop_at=1)
+    optim = tmp_path / "last.optim.safetensors"
+    at_one = optim.read_bytes()
+    train(cfg, tmp_path, resume=True, progress=False, stop_at=2)
+    optim.write_bytes(at_one)  # as if stopped between the two writes of the save at 2
+    with pytest.raises(CheckpointError, match="optimiser state is of iteration 1"):
+        train(cfg, tmp_path, resume=True, progress=False)
 
 
 @pytest.mark.parametrize("vmap", [False, True])

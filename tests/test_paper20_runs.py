@@ -57,7 +57,7 @@ def test_a_run_starts_from_its_committed_resume_state_and_the_lanes_continue(
     none = str(tmp_path / "no-resume-states")  # not the repository's own
     proc = _run(first, omniglot_data_dir, EXTRA=TINY, RESUME_DIR=none, **settings)
     assert proc.returncode == 0, proc.stderr
-    assert "from the resume state" not in proc.stderr
+    assert "from the state in" not in proc.stderr
     assert "[lane 1]" in proc.stderr and "[lane 2]" in proc.stderr
     maml = first / "maml_omniglot_20w1s_seed0"
     assert (maml / "final.safetensors").exists() and (maml / "iter_000001.safetensors").exists()
@@ -70,7 +70,7 @@ def test_a_run_starts_from_its_committed_resume_state_and_the_lanes_continue(
     longer = {**settings, "ITERATIONS": "3"}
     proc = _run(again, omniglot_data_dir, EXTRA=TINY, RESUME_DIR=str(resume), **longer)
     assert proc.returncode == 0, proc.stderr
-    assert "from the resume state" in proc.stderr
+    assert "from the state in" in proc.stderr
     rows = [json.loads(ln) for ln in (again / maml.name / "metrics.jsonl").open()]
     steps = [r["iteration"] for r in rows if "loss" in r]
     assert steps == [1, 2, 3]  # 1 and 2 from the resume state, 3 trained here

@@ -296,6 +296,10 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path):
     other = dataclasses.replace(cfg, max_kl=0.05)
     with pytest.raises(InputError, match="max_kl"):
         train(other, tmp_path / "cut", resume=True, progress=False)
+    final = tmp_path / "cut" / "final.safetensors"  # done: resumed again, nothing is redone
+    written = final.read_bytes()
+    assert train(cfg, tmp_path / "cut", resume=True, progress=False) == final
+    assert final.read_bytes() == written
 
 
 def test_anil_policy_body_similarity_is_one_and_its_body_weights_do_not_move(tmp_path):

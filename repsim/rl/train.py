@@ -43,7 +43,14 @@ from repsim.rl.config import (
     as_trained,
     config_from_preset,
 )
-from repsim.run_log import MetricsLog, due, restart_metrics, write_config
+from repsim.run_log import (
+    MetricsLog,
+    check_same_run,
+    due,
+    finished_checkpoint,
+    restart_metrics,
+    write_config,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -268,24 +275,13 @@ def _record(cfg: RLConfig, model, iteration: int, row: dict | None) -> dict:
 
 def _resume(cfg: RLConfig, model, out: Path) -> int:
     """Load ``out/last.safetensors`` into ``model`` after checking it is this run (keys a
-    record lacks: :func:`~repsim.rl.config.as_trained`); returns its iteration."""
+    record lacks: :func:`~repsim.rl.config.as_trained`; the check:
+    :func:`~repsim.run_log.check_same_run`); returns its iteration."""
     from repsim import checkpoint as ckpt
 
     tensors, record = ckpt.read_checkpoint(out / "last.safetensors")
-    before = as_trained(record["train"])
-    diff = {
-        k: (before.get(k), v)
-        for k, v in cfg.to_dict().items()
-        if before.get(k) != v and k not in RESUME_FREE
-    }
-    if diff:
-        raise InputError(f"cannot resume {out}: its config differs in {diff}")
     start = int(record["iteration"])
-    if cfg.iterations < start:
-        raise InputError(
-            f"cannot resume {out} at iteration {start} with iterations {cfg.iterations}: "
-            "give a larger --iterations"
-        )
+    check_same_run(out, cfg.to_dict(), as_trained(record["train"]), start, RESUME_FREE)
     ckpt.load_state_strict(model, tensors, str(out / "last.safetensors"))
     return start
 
@@ -311,6 +307,10 @@ def train(
     from repsim import checkpoint as ckpt
 
     out = Path(out_dir)
+    if resume and (done := finished_checkpoint(out, cfg.iterations)):
+        trained = as_trained(done[1]["train"])
+        check_same_run(out, cfg.to_dict(), trained, cfg.iterations, RESUME_FREE)
+        return done[0]  # nothing left to train
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     run = RLRun.build(cfg)
