@@ -144,6 +144,19 @@ def capture_raw(
         InputError: an unknown layer name, a layer the forward pass never calls, or a layer
             whose output is not a tensor (or a tuple starting with one).
     """
+    return capture_pass(module, inputs, layers, params)[0]
+
+
+def capture_pass(
+    module: nn.Module,
+    inputs: torch.Tensor,
+    layers: Sequence[str] | None = None,
+    params: Params | None = None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    """:func:`capture_raw`'s layer outputs, and from the same forward pass the module's output
+    (logits) and, for a module that runs its body separately (``supports_stages``), its
+    penultimate features (else ``None``): ``(raw, logits, body)``. A staged module runs as
+    ``stage="body"`` then ``stage="head"`` on those features, which is its full forward pass."""
     names = resolve_layers(module, layers)
     modules = dict(module.named_modules())
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in names}
@@ -154,13 +167,19 @@ def capture_raw(
 
         return hook
 
+    def call(x, **kwargs):
+        if params is None:
+            return module(x, **kwargs)
+        return torch.func.functional_call(module, params, (x,), kwargs)
+
     handles = [modules[name].register_forward_hook(hook_for(name)) for name in names]
     try:
         with torch.no_grad():
-            if params is None:
-                module(inputs)
+            if getattr(module, "supports_stages", False):
+                body = call(inputs, stage="body")
+                logits = call(body, stage="head")
             else:
-                torch.func.functional_call(module, params, (inputs,))
+                body, logits = None, call(inputs)
     finally:
         for handle in handles:
             handle.remove()
@@ -170,10 +189,11 @@ def capture_raw(
             f"layer(s) {missing} were never called in the forward pass: choose layers the "
             "forward pass uses"
         )
-    return {
+    raw = {
         name: outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
         for name, outs in outputs.items()
     }
+    return raw, _first_tensor(logits).detach(), body
 
 
 def capture(

@@ -60,15 +60,14 @@ def evaluate_model(
     progress: bool = False,
 ) -> dict:
     """Accuracy over tasks ``0..tasks-1`` of ``sampler``; returns a JSON-able result dict."""
-    from tqdm.auto import tqdm
-
     from repsim.inner_loop import InnerLoop
+    from repsim.progress import bar
 
     loop = InnerLoop.from_record(model, record, freeze=freeze, steps=inner_steps, lr=inner_lr)
     params = {n: p.detach() for n, p in model.named_parameters()}
     accs = [
         task_accuracy(model, params, sampler.task(i).to(device), loop, head)
-        for i in tqdm(range(tasks), disable=not progress, desc="evaluate", leave=False)
+        for i in bar(range(tasks), desc="evaluate", unit="task", enabled=progress)
     ]
     mean, ci = mean_ci95(accs)
     return {

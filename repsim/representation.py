@@ -248,7 +248,7 @@ def representation_change(
         conv_mode: ``"channels"`` (conv outputs as ``(N*H*W, C)``, the paper's) or
             ``"flatten"`` (``(N, C*H*W)``).
         layers: module paths to compare (default: ``learner.analysis_layers``).
-        progress: show a tqdm bar on stderr.
+        progress: show a progress bar on stderr (on a terminal only).
         warn (Callable[[str], None] | None): ``warn(message)`` is called once per refused
             (layer, measure) with the reason (default: print to stderr).
         chance: ``k > 0`` adds each measure's chance level (``k`` permutations per task,
@@ -341,7 +341,7 @@ def cross_layer_similarity(
         conv_mode: ``"channels"`` or ``"flatten"``.
         params_a: parameters to run a with (default: its own).
         params_b: parameters to run b with (default: its own).
-        progress: show a tqdm bar on stderr.
+        progress: show a progress bar on stderr (on a terminal only).
 
     Returns:
         ``[{task, layer_a, layer_b, measure, value, note, n_datapoints, features_a,
@@ -570,13 +570,13 @@ def _rank(layer: str, names: Sequence[str]) -> int:
 
 
 def _over_tasks(tasks, progress: bool):
-    """``tasks``, behind a tqdm bar on stderr when ``progress``."""
+    """``tasks``, behind a progress bar when ``progress`` (:func:`repsim.progress.bar`)."""
     if not progress:
         return tasks
-    from tqdm import tqdm
+    from repsim.progress import bar
 
     total = len(tasks) if hasattr(tasks, "__len__") else None
-    return tqdm(tasks, desc="tasks", unit="task", file=sys.stderr, leave=False, total=total)
+    return bar(tasks, desc="tasks", total=total, unit="task")
 
 
 def linear_probe(
@@ -609,8 +609,7 @@ def linear_probe(
         probe = linear_probe(repsim.load(), tasks)
         probe.summary()   # [{classifier, layer, stage, mean, ci_low, ci_high, n, chance}, ...]
     """
-    from repsim.capture import capture_raw
-    from repsim.inner_loop import body_features, forward
+    from repsim.capture import capture_pass
     from repsim.nil import nil_probabilities
     from repsim.similarity.conv import CONV_MODES
 
@@ -644,12 +643,7 @@ def linear_probe(
         cells: dict[tuple[str, str, str], dict] = {}  # (classifier, layer, stage) -> record
         for stage, params in (("before", meta_params), ("after", fast_weights)):
             t2 = clock()
-            raw = capture_raw(module, batch, names, params)
-            with torch.no_grad():
-                logits = forward(module, params, batch)
-                body = None
-                if getattr(module, "supports_stages", False):
-                    body = body_features(module, params, batch)
+            raw, logits, body = capture_pass(module, batch, names, params)  # one pass
             t3 = clock()
             for layer in names:
                 x = per_example_features(raw[layer], conv_mode)

@@ -16,6 +16,7 @@ from torch import nn
 from repsim.capture import (
     capture,
     capture_before_after,
+    capture_pass,
     capture_raw,
     capture_streaming,
     match_datapoints,
@@ -122,6 +123,27 @@ def test_capturing_through_fast_weights_equals_a_module_loaded_with_them():
     for layer in model.analysis_layers:
         torch.testing.assert_close(after[layer], plain[layer], rtol=0, atol=0)
         assert not torch.equal(before[layer], after[layer])
+
+
+def test_one_pass_gives_the_layers_logits_and_body_of_separate_passes():
+    from repsim.inner_loop import body_features, forward
+
+    model = small_conv4()
+    task = random_task(2)
+    x = torch.cat([task.support_x, task.query_x])
+    torch.manual_seed(6)
+    fast = {n: p.detach() + 0.1 * torch.randn_like(p) for n, p in model.named_parameters()}
+    raw, logits, body = capture_pass(model, x, params=fast)
+    for layer, out in capture_raw(model, x, params=fast).items():
+        assert torch.equal(raw[layer], out), layer
+    with torch.no_grad():
+        assert torch.equal(logits, forward(model, fast, x))
+        assert torch.equal(body, body_features(model, fast, x))
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 3))  # no body of its own
+    raw, logits, body = capture_pass(plain, x, layers=["1"])
+    assert body is None and torch.equal(logits, raw["1"])
+    with torch.no_grad():
+        assert torch.equal(logits, plain(x))
 
 
 def test_conv_layers_become_channels_or_flattened_2d():
