@@ -1,5 +1,5 @@
 # Two (or LANES) lanes of `repsim train` runs, one torch thread each, every run with --resume:
-# sourced by the campaign scripts (analysis/rl_runs.sh, analysis/paper20_runs.sh).
+# sourced by the campaign scripts (analysis/rl_runs.sh, analysis/paper_runs.sh).
 #
 #   campaign OUT RESUME     the runs of the script's jobs_list (one "name|options" line per
 #                           run, in order of priority) that match ONLY (a grep -E pattern on the

@@ -1,4 +1,4 @@
-"""analysis/paper20_runs.sh with tiny sizes: it lists the 20-way campaign (MAML, ANIL and every
+"""analysis/paper_runs.sh with tiny sizes: it lists a setting's campaign (MAML, ANIL and every
 baseline x 3 seeds, the same checkpoints along training, resumable, one thread), starts a run
 from a committed resume state, trains in two lanes and continues without repeating."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "analysis" / "paper20_runs.sh"
+SCRIPT = Path(__file__).resolve().parent.parent / "analysis" / "paper_runs.sh"
 TINY = (
     "--ways 3 --meta-batch 1 --inner-steps 1 --test-inner-steps 1 --val-tasks 1 --val-every 2 "
     "--log-every 1 --save-every 1 --multiclass-batch 4"
@@ -46,6 +46,20 @@ def test_the_plan_is_every_20_way_run_with_the_same_checkpoints_along_training(t
     assert names[-2:] == ["maml_omniglot_20w1s_seed1", "maml_omniglot_20w1s_seed2"]
     assert not any(n.startswith("maml") for n in names[1:-2])
     assert not (tmp_path / "plan").exists()
+
+
+def test_the_5_way_plan_is_the_paper_5_way_preset_to_15000_iterations(tmp_path):
+    proc = _run(tmp_path / "plan5", DRY_RUN="1", SETTING="5way")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 6 * 3
+    assert all("--preset paper-omniglot-5way" in ln for ln in lines)
+    trained = [ln for ln in lines if "--algorithm random" not in ln]
+    assert all("--iterations 15000" in ln for ln in trained)
+    assert all("--checkpoint-at 1000,3000,5000,10000,15000" in ln for ln in trained)
+    assert lines[0].endswith("/maml_omniglot_5w1s_seed0") and "--vmap" not in lines[0]
+    bad = _run(tmp_path / "bad", DRY_RUN="1", SETTING="10way")
+    assert bad.returncode == 2 and "SETTING must be 20way or 5way" in bad.stderr
 
 
 @pytest.mark.data
