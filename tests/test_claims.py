@@ -115,3 +115,27 @@ def test_checks_report_their_number_and_band_for_the_along_training_figures():
         1.5,
     )
     assert drop["paper_value"] == pytest.approx(0.6)  # 46.9 -> 46.3 in the paper's Table 1
+
+
+def _rl_table2(iterations: int, maml=(-20.3, 3.2), anil=-20.1) -> dict:
+    from repsim.rl.report import REFERENCE_SCALE, reduced_scale
+
+    scale = {"meta_batch": 20, "trajectories": 20, "iterations": iterations}
+    common = {"env": "2dnav", "scale": scale, "reference_scale": REFERENCE_SCALE["2dnav"]}
+    common["reduced_scale"] = reduced_scale("2dnav", scale)
+    rows = [
+        {**common, "algorithm": "maml", "seeds": [0, 1, 2], "return_after_mean": maml[0]},
+        {**common, "algorithm": "anil", "seeds": [0, 1, 2], "return_after_mean": anil},
+    ]
+    rows[0]["return_after_std"], rows[1]["return_after_std"] = maml[1], 1.0
+    return {"rows": rows}
+
+
+def test_an_rl_clause_below_the_papers_scale_is_a_proxy_and_says_so():
+    key = ("anil_vs_maml_rl", "2D-Navigation: ANIL ≥ MAML − 1 std (MAML's std over seeds)", "rl")
+    full = _rows({"rl": {"rl_table2": _rl_table2(500)}})[key]
+    assert full["proxy"] is False and full["verdict"] == "holds"
+    assert "reduced scale" not in full["ours"]
+    short = _rows({"rl": {"rl_table2": _rl_table2(200, anil=-24.0)}})[key]
+    assert short["proxy"] is True and short["verdict"] == "fails"  # -24.0 < -20.3 - 3.2
+    assert "reduced scale, the paper's: 20 x 20, 500 iterations" in short["ours"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 
@@ -39,7 +40,7 @@ def test_write_rl_results_gives_rows_beside_the_paper_and_learning_curves(tmp_pa
 
     found = policy_checkpoints(shipped)
     assert len(found) == 3
-    data = write_rl_results(tmp_path / "out", found, tasks=3)
+    data = write_rl_results(tmp_path / "out", found, tasks=3, similarity_tasks=2, chance=1)
     rows = {r["algorithm"]: r for r in data["rows"]}
     assert rows["maml"]["seeds"] == [0, 1] and rows["anil"]["seeds"] == [0]
     assert rows["maml"]["paper_mean"] == -20.3 and rows["anil"]["paper_std"] == 2.3
@@ -49,10 +50,37 @@ def test_write_rl_results_gives_rows_beside_the_paper_and_learning_curves(tmp_pa
     assert data["verdicts"]["2dnav"]["ours"] in ("holds", "fails")
     for name in ("rl_table2.json", "rl_table2.csv", "rl_learning_curves.png"):
         assert (tmp_path / "out" / name).exists()
+    # before and after 1..3 steps, the first step's being Table 2's; 2 iterations: reduced
+    steps = rows["maml"]["returns_by_step"]
+    assert [k["inner_steps"] for k in steps] == [0, 1, 2, 3]
+    assert steps[1]["mean"] == pytest.approx(rows["maml"]["return_after_mean"])
+    assert steps[0]["mean"] == pytest.approx(rows["maml"]["return_before_mean"])
+    assert rows["maml"]["reduced_scale"] is True
+    reference = {"meta_batch": 20, "trajectories": 20, "iterations": 500}
+    assert rows["maml"]["reference_scale"] == reference
+    # the RL Figure 2: ANIL adapts its head only, so its body's similarity is exactly 1 (CCA
+    # refuses these 30 states of 100 features: NaN, with the reason printed)
+    sim = json.loads((tmp_path / "out" / "rl_similarity.json").read_text())
+    anil = {(r["layer"], r["measure"]): r for r in sim["summary"] if r["algorithm"] == "anil"}
+    for layer in ("fc1", "fc2"):
+        assert anil[layer, "cka"]["mean"] == pytest.approx(1.0, abs=1e-6)
+        assert anil[layer, "cka"]["chance"] < 1.0
+        for measure in ("cca", "cca98"):
+            value = anil[layer, measure]["mean"]
+            assert value is None or math.isnan(value) or value == pytest.approx(1.0, abs=1e-6)
+    assert anil["head", "cka"]["mean"] < 1.0
+    for name in ("rl_similarity_2dnav_maml.png", "rl_similarity_2dnav_anil.png"):
+        assert (tmp_path / "out" / name).exists()
+    from repsim.reproduce.report import _rl_section
+
+    section = "\n".join(_rl_section(tmp_path / "out"))
+    assert "| before adaptation | after 1 | after 2 | after 3 | paper |" in section
+    assert "2 x 3, 2 (**reduced**)" in section
+    assert "![rl_similarity_2dnav_anil.png](rl/rl_similarity_2dnav_anil.png)" in section
     maml0 = next(r for r in data["runs"] if r["algorithm"] == "maml" and r["seed"] == 0)
     assert maml0["checkpoint"] == "maml_2dnav_seed0.safetensors"  # no machine path
     assert maml0["return_after"] == pytest.approx(
-        write_rl_results(tmp_path / "again", [shipped / maml0["checkpoint"]], tasks=3)["runs"][0][
-            "return_after"
-        ]
+        write_rl_results(
+            tmp_path / "again", [shipped / maml0["checkpoint"]], tasks=3, similarity_tasks=0
+        )["runs"][0]["return_after"]
     )  # deterministic

@@ -81,7 +81,13 @@ def reproduce(
         if policies:
             if progress:
                 print(f"Table 2, RL: {len(policies)} policies in {Path(rl_dir).name}/", flush=True)
-            write_rl_results(out / "results" / "rl", policies, tasks=settings.rl_tasks)
+            write_rl_results(
+                out / "results" / "rl",
+                policies,
+                tasks=settings.rl_tasks,
+                similarity_tasks=settings.similarity_tasks,
+                chance=settings.chance_permutations,
+            )
     return evaluate_and_report(out, progress)
 
 

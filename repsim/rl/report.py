@@ -32,6 +32,25 @@ PAPER_TABLE2 = {
     ("2dnav", "maml"): (-20.3, 3.2),
     ("2dnav", "anil"): (-20.1, 2.3),
 }
+# The reference scale of each environment, which the paper takes from MAML-RL (Finn et al.
+# 2017, Appendix A.2; pytorch-maml-rl's configs `2d-navigation.yaml`, `halfcheetah-dir.yaml`,
+# `halfcheetah-vel.yaml`): tasks per meta-batch, trajectories per task, iterations. A run below
+# it is a reduced-scale run, and a claim tested on it is a proxy.
+REFERENCE_SCALE = {
+    "2dnav": {"meta_batch": 20, "trajectories": 20, "iterations": 500},
+    "cheetah-dir": {"meta_batch": 40, "trajectories": 20, "iterations": 500},
+    "cheetah-vel": {"meta_batch": 40, "trajectories": 20, "iterations": 500},
+}
+POLICY_LAYERS = ("fc1", "fc2", "head")
+# The measures of the RL similarity figure: plain mean CCA, the paper's CCA98, linear CKA.
+RL_MEASURES = ("cca", "cca98", "cka")
+
+
+def reduced_scale(env: str, scale: dict) -> bool:
+    """Whether a run of ``scale`` ({meta_batch, trajectories, iterations}) falls short of
+    :data:`REFERENCE_SCALE` for ``env`` in any of them."""
+    ref = REFERENCE_SCALE.get(env)
+    return ref is not None and any(scale[k] < ref[k] for k in ref)
 
 
 def policy_checkpoints(folder: str | Path = RL_CHECKPOINT_DIR) -> list[Path]:
@@ -59,15 +78,20 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), std
 
 
-def table2_rows(checkpoints: Sequence[str | Path], tasks: int = 40, seed: int = 0) -> dict:
-    """Evaluate ``checkpoints`` (after 0 and 1 inner steps) and group them into Table 2 rows."""
+def table2_rows(
+    checkpoints: Sequence[str | Path], tasks: int = 40, seed: int = 0, steps: int = 3
+) -> dict:
+    """Evaluate ``checkpoints`` before and after 1..``steps`` inner steps (mean ± 95 % CI over
+    the fixed test tasks) and group them into Table 2 rows: per (environment, algorithm) the
+    mean ± std over seeds after each number of steps, the paper's number (after one step), the
+    scale and whether it is reduced (:func:`reduced_scale`)."""
     from repsim.progress import bar
     from repsim.rl.checkpoint import load_policy
     from repsim.rl.evaluate import evaluate_policy_checkpoint
 
     runs = []
     for path in bar(checkpoints, "Table 2, RL", unit="policy"):
-        r = evaluate_policy_checkpoint(path, tasks, max_steps=1, seed=seed)
+        r = evaluate_policy_checkpoint(path, tasks, max_steps=steps, seed=seed)
         _, record = load_policy(path)
         cfg = record["train"]
         runs.append(
@@ -81,26 +105,36 @@ def table2_rows(checkpoints: Sequence[str | Path], tasks: int = 40, seed: int = 
                 "return_before": r["steps"][0]["mean"],
                 "return_after": r["steps"][1]["mean"],
                 "return_after_ci95": r["steps"][1]["half_width"],
+                "returns": [  # after 0..steps inner steps: mean and 95 % half-width over tasks
+                    {"inner_steps": k["inner_steps"], "mean": k["mean"], "ci95": k["half_width"]}
+                    for k in r["steps"]
+                ],
             }
         )
     rows = []
     for env, algorithm in dict.fromkeys((r["env"], r["algorithm"]) for r in runs):
         group = [r for r in runs if (r["env"], r["algorithm"]) == (env, algorithm)]
-        mean, std = _mean_std([r["return_after"] for r in group])
-        before, _ = _mean_std([r["return_before"] for r in group])
+        by_step = []
+        for k in range(steps + 1):
+            mean, std = _mean_std([r["returns"][k]["mean"] for r in group])
+            by_step.append({"inner_steps": k, "mean": mean, "std": std})
         paper = PAPER_TABLE2.get((env, algorithm), (math.nan, math.nan))
+        scale = group[0]["scale"]
         rows.append(
             {
                 "env": env,
                 "environment": ENV_NAMES.get(env, env),
                 "algorithm": algorithm,
                 "seeds": sorted(r["seed"] for r in group),
-                "return_after_mean": mean,
-                "return_after_std": std,
-                "return_before_mean": before,
+                "return_after_mean": by_step[1]["mean"],
+                "return_after_std": by_step[1]["std"],
+                "return_before_mean": by_step[0]["mean"],
+                "returns_by_step": by_step,
                 "paper_mean": paper[0],
                 "paper_std": paper[1],
-                "scale": group[0]["scale"],
+                "scale": scale,
+                "reference_scale": REFERENCE_SCALE.get(env),
+                "reduced_scale": reduced_scale(env, scale),
             }
         )
     verdicts = {}
@@ -118,7 +152,56 @@ def table2_rows(checkpoints: Sequence[str | Path], tasks: int = 40, seed: int = 
                     PAPER_TABLE2[(env, "maml")], PAPER_TABLE2[(env, "anil")]
                 ),
             }
-    return {"tasks": tasks, "task_seed": seed, "runs": runs, "rows": rows, "verdicts": verdicts}
+    return {
+        "tasks": tasks,
+        "task_seed": seed,
+        "steps": steps,
+        "runs": runs,
+        "rows": rows,
+        "verdicts": verdicts,
+    }
+
+
+def policy_similarity_rows(
+    checkpoints: Sequence[str | Path], tasks: int = 20, chance: int = 3, seed: int = 0
+) -> dict:
+    """The RL version of Figure 2 (new: the paper reports no RL similarity): each policy
+    layer's similarity before vs after adaptation (:func:`repsim.rl.similarity.policy_similarity`
+    on the states the adapted policy visits), with each measure's chance level, pooled over
+    the seeds of every (environment, algorithm)."""
+    from repsim.progress import bar
+    from repsim.results import summarise
+    from repsim.rl.similarity import policy_similarity
+
+    records: dict[tuple[str, str], list[dict]] = {}
+    for path in bar(checkpoints, "RL similarity", unit="policy"):
+        change, meta = policy_similarity(
+            path, tasks, measures=RL_MEASURES, seed=seed, chance=chance
+        )
+        key = (meta["env"], meta["algorithm"])
+        seed_of = Path(path).stem.rsplit("seed", 1)[-1]
+        records.setdefault(key, []).extend({**r, "seed": seed_of} for r in change.records)
+    summary = []
+    for (env, algorithm), recs in records.items():
+        chance_of = (
+            {
+                (r["layer"], r["measure"]): r["mean"]
+                for r in summarise(recs, ("layer", "measure"), "chance")
+            }
+            if chance
+            else {}
+        )
+        for r in summarise(recs, ("layer", "measure")):
+            level = chance_of.get((r["layer"], r["measure"]))
+            summary.append({"env": env, "algorithm": algorithm, **r, "chance": level})
+    return {
+        "tasks": tasks,
+        "chance_permutations": chance,
+        "measures": list(RL_MEASURES),
+        "layers": list(POLICY_LAYERS),
+        "states": "visited by the adapted policy",
+        "summary": summary,
+    }
 
 
 # The rows of the learning-curve figure: (title, {policy: metrics key}).
@@ -244,15 +327,22 @@ def write_rl_results(
     checkpoints: Sequence[str | Path] | None = None,
     tasks: int = 40,
     seed: int = 0,
+    steps: int = 3,
+    similarity_tasks: int = 20,
+    chance: int = 3,
 ) -> dict:
-    """Table 2's RL rows (JSON + CSV) and the learning curves (PNG + PDF) into ``out_dir``."""
+    """Table 2's RL rows (``rl_table2.json|csv``: after 0..``steps`` inner steps), the learning
+    curves (``rl_learning_curves.png|pdf``) and the RL version of Figure 2
+    (``rl_similarity.json|csv`` on ``similarity_tasks`` tasks, ``rl_similarity_<env>_<algorithm>
+    .png|pdf``; none with ``similarity_tasks=0``) into ``out_dir``."""
     from repsim import results
+    from repsim.figures import plot_layer_similarity
     from repsim.provenance import portable_path
     from repsim.run_log import read_metrics
 
     checkpoints = policy_checkpoints() if checkpoints is None else [Path(p) for p in checkpoints]
     out = Path(out_dir)
-    table = table2_rows(checkpoints, tasks, seed)
+    table = table2_rows(checkpoints, tasks, seed, steps)
     curves: dict[tuple[str, str], list[list[dict]]] = {}
     for run in table["runs"]:
         path = Path(run["checkpoint"])
@@ -265,8 +355,34 @@ def write_rl_results(
     data = {"meta": results.provenance(command="rl-table2"), **table}
     data["figures"] = [Path(p).name for p in figures]
     results.write_json(out / "rl_table2.json", data)
-    results.write_csv(
-        out / "rl_table2.csv",
-        [{k: v for k, v in r.items() if k not in ("scale", "seeds")} for r in table["rows"]],
-    )
+    results.write_csv(out / "rl_table2.csv", [_flat_row(r) for r in table["rows"]])
+    if similarity_tasks:
+        sim = policy_similarity_rows(checkpoints, similarity_tasks, chance, seed)
+        drawn = []
+        for env, algorithm in dict.fromkeys((r["env"], r["algorithm"]) for r in sim["summary"]):
+            rows = [r for r in sim["summary"] if (r["env"], r["algorithm"]) == (env, algorithm)]
+            drawn += plot_layer_similarity(
+                rows,
+                POLICY_LAYERS,
+                out / f"rl_similarity_{env}_{algorithm}",
+                title=f"{algorithm.upper()}, {ENV_NAMES.get(env, env)}: before vs after "
+                "the inner loop",
+            )
+        sim = {"meta": results.provenance(command="rl-similarity"), **sim}
+        sim["figures"] = [Path(p).name for p in drawn]
+        results.write_json(out / "rl_similarity.json", sim)
+        results.write_csv(out / "rl_similarity.csv", sim["summary"])
     return data
+
+
+def _flat_row(row: dict) -> dict:
+    """A Table 2 row for the CSV: its numbers, the returns after each number of steps as
+    columns, the scale as ``tasks x trajectories x iterations``."""
+    flat = {k: v for k, v in row.items() if not isinstance(v, (dict, list))}
+    for k in row["returns_by_step"]:
+        flat[f"return_{k['inner_steps']}_steps_mean"] = k["mean"]
+        flat[f"return_{k['inner_steps']}_steps_std"] = k["std"]
+    sc = row["scale"]
+    flat["scale"] = f"{sc['meta_batch']} x {sc['trajectories']} x {sc['iterations']}"
+    flat["seeds"] = len(row["seeds"])
+    return flat

@@ -71,9 +71,11 @@ def policy_similarity(
     seed: int = 0,
     workers: int = 1,
     progress: bool = False,
+    chance: int = 0,
 ) -> tuple[RepresentationChange, dict]:
     """Per-layer similarity before vs after adaptation and weight movement, over ``tasks``
-    fixed test tasks. Returns the change and a description of what was measured."""
+    fixed test tasks (``chance=k``: each measure's chance level too, ``k`` permutations per
+    task). Returns the change and a description of what was measured."""
     from repsim.provenance import portable_path
     from repsim.rl.checkpoint import load_policy_learner
 
@@ -86,11 +88,17 @@ def policy_similarity(
     finally:
         env.close()
     change = representation_change(
-        learner, chosen, measures=measures, progress=progress, inputs=lambda task: task.states
+        learner,
+        chosen,
+        measures=measures,
+        progress=progress,
+        inputs=lambda task: task.states,
+        chance=chance,
     )
     meta = {
         "env": cfg["env"],
         "algorithm": cfg["algorithm"],
+        "seed": cfg["seed"],
         "tasks": tasks,
         "task_seed": TEST_SEED,
         "trajectories": batch,
