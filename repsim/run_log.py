@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
@@ -70,16 +71,23 @@ def check_same_run(out: Path, cfg: dict, trained: dict, iteration: int, free: se
         )
 
 
-def finished_checkpoint(out: Path, iterations: int) -> tuple[Path, dict] | None:
-    """``out/final.safetensors`` and its record when the run in ``out`` ended at
-    ``iterations`` (a resumed run then has nothing left to train), else ``None``."""
+def finished_checkpoint(
+    out: Path, cfg: dict, as_trained: Callable[[dict], dict], free: set[str]
+) -> Path | None:
+    """``out/final.safetensors`` when the run in ``out`` ended at ``cfg["iterations"]`` (a
+    resumed run then has nothing left to train; it must be the same run,
+    :func:`check_same_run`, with ``as_trained`` filling in the defaults of its record's
+    ``train`` section), else ``None``."""
     from repsim.checkpoint import read_checkpoint
 
     final = Path(out) / "final.safetensors"
     if not final.exists():
         return None
     _, record = read_checkpoint(final)
-    return (final, record) if int(record["iteration"]) == iterations else None
+    if int(record["iteration"]) != cfg["iterations"]:
+        return None
+    check_same_run(out, cfg, as_trained(record["train"]), cfg["iterations"], free)
+    return final
 
 
 def read_metrics(path: str | Path) -> list[dict]:

@@ -262,12 +262,17 @@ def steps(ctx: TrainingContext, optimizer, start: int, stop: int) -> Iterator[tu
 _RESUME_FREE = {"iterations", "checkpoint_at", "data_dir", "device", "threads"}
 
 
+def _as_trained(train: dict) -> dict:
+    """A record's ``train`` section with the defaults of the keys an older record lacks."""
+    return {**TrainConfig().to_dict(), **train}
+
+
 def _check_resumable(cfg: TrainConfig, record: dict, out: Path, world) -> None:
     """Refuse to resume a run whose record differs from ``cfg`` in anything but its length
     (more iterations, more checkpoints along the way) and where it runs (data folder, device,
     threads, :func:`~repsim.run_log.check_same_run`); a key an older record lacks has the
     default it was trained with."""
-    trained = {**TrainConfig().to_dict(), **record["train"]}
+    trained = _as_trained(record["train"])
     check_same_run(out, cfg.to_dict(), trained, int(record["iteration"]), _RESUME_FREE)
     if record.get("world_size", 1) != world.size:
         raise InputError(
@@ -406,10 +411,8 @@ def train(
     from repsim import distributed
 
     out = Path(out_dir)
-    if resume and (done := finished_checkpoint(out, cfg.iterations)):
-        trained = {**TrainConfig().to_dict(), **done[1]["train"]}
-        check_same_run(out, cfg.to_dict(), trained, cfg.iterations, _RESUME_FREE)
-        return done[0]  # nothing left to train
+    if resume and (final := finished_checkpoint(out, cfg.to_dict(), _as_trained, _RESUME_FREE)):
+        return final  # nothing left to train
     out.mkdir(parents=True, exist_ok=True)
     run = TrainRun.build(cfg)
     if run.main:

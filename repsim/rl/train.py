@@ -307,10 +307,8 @@ def train(
     from repsim import checkpoint as ckpt
 
     out = Path(out_dir)
-    if resume and (done := finished_checkpoint(out, cfg.iterations)):
-        trained = as_trained(done[1]["train"])
-        check_same_run(out, cfg.to_dict(), trained, cfg.iterations, RESUME_FREE)
-        return done[0]  # nothing left to train
+    if resume and (final := finished_checkpoint(out, cfg.to_dict(), as_trained, RESUME_FREE)):
+        return final  # nothing left to train
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     run = RLRun.build(cfg)
