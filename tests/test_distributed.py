@@ -131,5 +131,12 @@ def test_two_gloo_processes_equal_one_process(tmp_path, omniglot_data_dir):
         p.name for p in (tmp_path / "one").iterdir()
     )
 
+    # Finished, the run is returned untouched wherever it is resumed; continued, it must run on
+    # the processes it ran on.
+    final = tmp_path / "two" / "final.safetensors"
+    before = final.read_bytes()
+    train(config_from_preset("cpu", **cfg), tmp_path / "two", resume=True, progress=False)
+    assert final.read_bytes() == before
+    longer = dict(cfg, iterations=cfg["iterations"] + 1)
     with pytest.raises(InputError, match="ran on 2 processes"):
-        train(config_from_preset("cpu", **cfg), tmp_path / "two", resume=True, progress=False)
+        train(config_from_preset("cpu", **longer), tmp_path / "two", resume=True, progress=False)
