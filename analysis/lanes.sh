@@ -11,7 +11,8 @@
 # run is not trained again (`repsim train --resume` returns its final checkpoint).
 # Each lane takes the next unclaimed run (mkdir is atomic) until none is left; a run logs to
 # OUT/logs/<name>.log and trains into OUT/<name>. Stopping the script (Ctrl-C, kill) stops its
-# trainings; the same call continues every unfinished run from its last checkpoint.
+# trainings, each after saving the iteration it is in, and returns when they have; the same
+# call continues every unfinished run from there.
 # Environment: PYTHON (default python), LANES (2), NICE (0), EXTRA (more `repsim train`
 # options for every run, after the others), DRY_RUN=1 (print the commands, run nothing).
 
@@ -68,11 +69,22 @@ run_lanes() {
     done <<<"$jobs"
   }
   _lane_pids=()
-  _stop_lanes() {  # the lanes, then their trainings (background jobs ignore Ctrl-C); the last
-    # checkpoint of every run stays resumable
+  _stop_lanes() {  # the lanes, then their trainings (background jobs ignore Ctrl-C): on
+    # SIGTERM each finishes its iteration and saves it (repsim.run_log.graceful_stop); wait
+    # for that, so that what the script leaves is every run's state at its stop
+    local f pid waited
     kill "${_lane_pids[@]}" 2>/dev/null || true
     for f in "$claims"/*/pid; do
       if [ -e "$f" ]; then kill "$(cat "$f")" 2>/dev/null || true; fi
+    done
+    for f in "$claims"/*/pid; do
+      [ -e "$f" ] || continue
+      pid=$(cat "$f")
+      for waited in $(seq 1 1200); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+      done
+      [ "$waited" -lt 1200 ] || echo "training $pid did not stop within 600 s" >&2
     done
     exit 130
   }

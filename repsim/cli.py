@@ -84,6 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     except RepsimError as exc:
         print(f"repsim {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"repsim {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # a trainer's Stopped says where the run was saved
+        print(f"repsim {args.command}: {exc or 'interrupted'}", file=sys.stderr)
+        return 128 + getattr(exc, "signum", 2)

@@ -14,7 +14,10 @@ Both trainers (:mod:`repsim.train`, :mod:`repsim.rl.train`) keep a run folder th
   run is already done (its ``final.safetensors`` at the requested length), so that running a
   campaign again repeats no finished run;
 - :func:`snapshot_run`: a consistent copy of a run folder while it trains (what continuing it
-  needs), for a session that stops before its runs do.
+  needs), for a session that stops before its runs do;
+- :func:`graceful_stop`: the first SIGINT or SIGTERM asks a trainer to finish its iteration, save
+  ``last.safetensors`` there and raise :class:`Stopped`, so a stopped run loses no iteration
+  (a second signal interrupts at once).
 
 Example::
 
@@ -27,15 +30,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "MetricsLog",
+    "StopRequest",
+    "Stopped",
     "check_same_run",
     "due",
     "finished_checkpoint",
+    "graceful_stop",
     "read_metrics",
     "restart_metrics",
     "snapshot_run",
@@ -171,3 +181,50 @@ def snapshot_run(run: str | Path, dst: str | Path, tries: int = 40) -> int:
     shutil.rmtree(dst, ignore_errors=True)
     part.rename(dst)
     return iteration
+
+
+class Stopped(KeyboardInterrupt):
+    """A trainer stopped on a signal after saving ``checkpoint`` at ``iteration``; ``--resume``
+    continues from there. ``signum`` is the signal's number (the command exits with
+    ``128 + signum``, as a process killed by it would)."""
+
+    def __init__(self, checkpoint: Path, iteration: int, signum: int):
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"stopped by {name} after iteration {iteration}: {checkpoint} holds it; "
+            "continue with --resume"
+        )
+        self.checkpoint, self.iteration, self.signum = Path(checkpoint), iteration, signum
+
+
+@dataclass
+class StopRequest:
+    """What :func:`graceful_stop` yields: ``signum`` is the first signal received, or
+    ``None``."""
+
+    signum: int | None = None
+
+
+@contextmanager
+def graceful_stop(enabled: bool = True) -> Iterator[StopRequest]:
+    """While the block runs, the first SIGINT or SIGTERM only sets ``request.signum``: the
+    trainer checks it after each iteration, saves and raises :class:`Stopped`. A second signal
+    raises :class:`KeyboardInterrupt` at once. Off (the default handlers stay) when
+    ``enabled`` is false, as for a data-parallel run whose ranks could stop at different
+    iterations, or outside the main thread, where Python cannot install handlers."""
+    request = StopRequest()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum, frame):
+        if request.signum is not None:
+            raise KeyboardInterrupt
+        request.signum = signum
+
+    before = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, signal.SIG_DFL if old is None else old)

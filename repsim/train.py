@@ -14,8 +14,9 @@ The layers, as in pytorch-maml's trainer: the configuration and presets
 (:mod:`repsim.objectives`), :class:`TrainRun` (everything built once from the config),
 :func:`steps`, a loop that yields each iteration's statistics, and :func:`train`, a thin driver
 over that loop: it logs (``_log_train``), validates (``_validation``) and saves (``_save``,
-``_finish``), each in a small function of its own; the run folder's ``config.json`` and
-``metrics.jsonl`` are kept by :mod:`repsim.run_log`, as for the meta-RL trainer.
+``_finish``; on a signal, ``_stopped``), each in a small function of its own; the run
+folder's ``config.json`` and ``metrics.jsonl`` are kept by :mod:`repsim.run_log`, as for the
+meta-RL trainer.
 
 Determinism: the model's init is drawn from ``seed``; training task ``j`` of iteration ``i`` is
 task ``i * meta_batch + j`` of the training sampler, a pure function of (split, seed, index).
@@ -40,9 +41,11 @@ from repsim.objectives import OBJECTIVES, TrainingContext, episodic_loss, multic
 from repsim.progress import training_bar
 from repsim.run_log import (
     MetricsLog,
+    Stopped,
     check_same_run,
     due,
     finished_checkpoint,
+    graceful_stop,
     read_metrics,
     restart_metrics,
     write_config,
@@ -360,16 +363,29 @@ def _save(run: TrainRun, out: Path, it: int, val_acc) -> None:
     """The checkpoints due after iteration ``it`` (rank 0 only): ``iter_XXXXXX`` at the
     ``checkpoint_at`` iterations, for evaluation, and ``last`` with the optimiser state
     beside it every ``save_every`` iterations and at the end."""
-    from repsim import checkpoint as ckpt
-
     cfg = run.cfg
     if not run.main:
         return
     if it in cfg.checkpoint_at:
         _write_checkpoint(run, out / f"iter_{it:06d}.safetensors", it, val_acc, for_evaluation=True)
     if due(it, cfg.save_every, cfg.iterations):
-        _write_checkpoint(run, out / "last.safetensors", it, val_acc)
-        ckpt.save_optimizer(out / "last.safetensors", run.optimizer, {"iteration": it})
+        _save_last(run, out, it, val_acc)
+
+
+def _save_last(run: TrainRun, out: Path, it: int, val_acc) -> None:
+    """``last.safetensors`` and the optimiser state beside it, at iteration ``it``."""
+    from repsim import checkpoint as ckpt
+
+    _write_checkpoint(run, out / "last.safetensors", it, val_acc)
+    ckpt.save_optimizer(out / "last.safetensors", run.optimizer, {"iteration": it})
+
+
+def _stopped(run: TrainRun, out: Path, it: int, val_acc, signum: int) -> Stopped:
+    """The :class:`~repsim.run_log.Stopped` to raise after iteration ``it`` on a signal, once
+    ``last.safetensors`` holds that iteration (saved here unless :func:`_save` just did)."""
+    if run.main and not due(it, run.cfg.save_every, run.cfg.iterations):
+        _save_last(run, out, it, val_acc)
+    return Stopped(out / "last.safetensors", it, signum)
 
 
 def _finish(run: TrainRun, out: Path, val_acc) -> Path:
@@ -406,7 +422,9 @@ def train(
 
     ``stop_at=k`` stops after iteration ``k`` as if the process were killed there (after the
     checkpoint of that iteration, if one is due) and returns ``out_dir/last.safetensors``;
-    ``resume=True`` then continues the run.
+    ``resume=True`` then continues the run. A SIGINT or SIGTERM (single process) stops the run
+    after the iteration it arrives in, saved, with :class:`~repsim.run_log.Stopped`
+    (:func:`~repsim.run_log.graceful_stop`).
     """
     from repsim import distributed
 
@@ -427,6 +445,7 @@ def train(
     with (
         MetricsLog(out / "metrics.jsonl", run.main) as log,
         training_bar(cfg.iterations, start, desc, progress and run.main) as bar,
+        graceful_stop(enabled=run.ctx.world.size == 1) as stop,
     ):
         for it, stats in steps(run.ctx, run.optimizer, start, cfg.iterations):
             bar.update(1)
@@ -441,6 +460,8 @@ def train(
                 val_acc = _validation(run)
                 log.write({"iteration": it, "val_accuracy": val_acc})
             _save(run, out, it, val_acc)
+            if stop.signum is not None:
+                raise _stopped(run, out, it, val_acc, stop.signum)
             if stop_at is not None and it >= stop_at:
                 distributed.barrier()
                 return out / "last.safetensors"

@@ -202,6 +202,51 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, omniglot_data_dir):
 
 
 @pytest.mark.data
+def test_a_signal_stops_training_saved_at_its_iteration_and_resume_continues_exactly(
+    tmp_path, omniglot_data_dir, monkeypatch
+):
+    """SIGTERM at iteration 3 of 5 (no save due there): the run finishes the iteration, saves
+    it with its optimiser state, raises Stopped; resumed, it ends bit for bit where the
+    uninterrupted run does."""
+    import os
+    import signal
+
+    import repsim.train as train_module
+    from repsim.checkpoint import optimizer_extra, read_checkpoint
+    from repsim.run_log import Stopped
+    from repsim.train import read_metrics, train
+
+    cfg = _small_cfg(omniglot_data_dir, iterations=5, save_every=4)
+    full = train(cfg, tmp_path / "full", progress=False)
+    log_train = train_module._log_train
+
+    def log_then_signal(log, bar, it, *rest):
+        log_train(log, bar, it, *rest)
+        if it == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(train_module, "_log_train", log_then_signal)
+    with pytest.raises(Stopped, match="SIGTERM after iteration 3") as stopped:
+        train(cfg, tmp_path / "cut", progress=False)
+    monkeypatch.undo()
+    last = tmp_path / "cut" / "last.safetensors"
+    assert stopped.value.checkpoint == last and read_checkpoint(last)[1]["iteration"] == 3
+    assert optimizer_extra(last)["iteration"] == 3
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is gone
+    resumed = train(cfg, tmp_path / "cut", resume=True, progress=False)
+    a, b = read_checkpoint(full)[0], read_checkpoint(resumed)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    def curve(run):
+        rows = read_metrics(tmp_path / run / "metrics.jsonl")
+        return [(r["iteration"], r.get("loss"), r.get("val_accuracy")) for r in rows]
+
+    assert (
+        curve("cut") == curve("full") and len(curve("full")) == 8
+    )  # 5 losses, validation at 2, 4, 5
+
+
+@pytest.mark.data
 def test_checkpoint_records_everything_needed_to_rebuild_the_run(tmp_path, omniglot_data_dir):
     from repsim.checkpoint import load_checkpoint, read_checkpoint
     from repsim.train import train

@@ -88,3 +88,53 @@ def test_a_run_starts_from_its_committed_resume_state_and_the_lanes_continue(
     rows = [json.loads(ln) for ln in (again / maml.name / "metrics.jsonl").open()]
     steps = [r["iteration"] for r in rows if "loss" in r]
     assert steps == [1, 2, 3]  # 1 and 2 from the resume state, 3 trained here
+
+
+@pytest.mark.data
+def test_stopping_the_script_leaves_every_training_saved_at_the_iteration_it_stopped(
+    tmp_path, omniglot_data_dir
+):
+    """SIGTERM to the campaign: the lanes stop, each training finishes its iteration and saves
+    it (no save is due: --save-every 100000), and the script returns only when they have."""
+    import signal
+    import time
+
+    from repsim.checkpoint import optimizer_extra, read_checkpoint
+
+    out = tmp_path / "stopped"
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "OMP_NUM_THREADS": "1",
+        "REPSIM_DATA": str(omniglot_data_dir),
+        "ONLY": "maml_.*seed0|anil_.*seed0",
+        "ITERATIONS": "100000",
+        "CHECKPOINTS": "100000",
+        "RESUME_DIR": str(tmp_path / "no-resume-states"),
+        "EXTRA": TINY + " --save-every 100000",
+    }
+    proc = subprocess.Popen(
+        ["bash", str(SCRIPT), str(out)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    runs = [out / "maml_omniglot_20w1s_seed0", out / "anil_omniglot_20w1s_seed0"]
+    deadline = time.monotonic() + 300
+    while not all(
+        (r / "metrics.jsonl").exists() and (r / "metrics.jsonl").stat().st_size for r in runs
+    ):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    for run in runs:
+        last = run / "last.safetensors"
+        logged = [json.loads(ln)["iteration"] for ln in (run / "metrics.jsonl").open()]
+        assert read_checkpoint(last)[1]["iteration"] == max(logged) > 0, run.name
+        assert optimizer_extra(last)["iteration"] == max(logged)
+        assert (
+            "stopped by SIGTERM after iteration" in (out / "logs" / f"{run.name}.log").read_text()
+        )

@@ -302,6 +302,36 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path):
     assert final.read_bytes() == written
 
 
+def test_a_signal_stops_rl_training_saved_at_its_iteration_and_resume_continues_exactly(
+    tmp_path, monkeypatch
+):
+    import os
+    import signal
+
+    import repsim.rl.train as rl_train
+    from repsim.checkpoint import read_checkpoint
+    from repsim.rl.train import RLConfig, train
+    from repsim.run_log import Stopped
+
+    cfg = RLConfig(meta_batch=2, trajectories=3, horizon=15, iterations=3, save_every=3)
+    full, _ = read_checkpoint(train(cfg, tmp_path / "full", progress=False))
+    postfix = rl_train._postfix
+
+    def postfix_then_signal(row):
+        if row["iteration"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return postfix(row)
+
+    monkeypatch.setattr(rl_train, "_postfix", postfix_then_signal)
+    with pytest.raises(Stopped, match="SIGINT after iteration 2"):
+        train(cfg, tmp_path / "cut", progress=False)
+    monkeypatch.undo()
+    assert read_checkpoint(tmp_path / "cut" / "last.safetensors")[1]["iteration"] == 2
+    resumed, record = read_checkpoint(train(cfg, tmp_path / "cut", resume=True, progress=False))
+    assert record["iteration"] == 3
+    assert all(torch.equal(value, resumed[name]) for name, value in full.items())
+
+
 def test_anil_policy_body_similarity_is_one_and_its_body_weights_do_not_move(tmp_path):
     from repsim.rl.similarity import policy_similarity
     from repsim.rl.train import RLConfig, train

@@ -45,9 +45,11 @@ from repsim.rl.config import (
 )
 from repsim.run_log import (
     MetricsLog,
+    Stopped,
     check_same_run,
     due,
     finished_checkpoint,
+    graceful_stop,
     restart_metrics,
     write_config,
 )
@@ -303,7 +305,9 @@ def train(
     stop_at: int | None = None,
 ) -> Path:
     """Run ``cfg``; returns ``out_dir/final.safetensors`` (or ``last.safetensors`` when
-    ``stop_at=k`` stops after iteration ``k`` as if killed there; ``resume=True`` continues)."""
+    ``stop_at=k`` stops after iteration ``k`` as if killed there; ``resume=True`` continues).
+    With in-process sampling (``workers=1``), a SIGINT or SIGTERM stops the run after the
+    iteration it arrives in, saved, with :class:`~repsim.run_log.Stopped`."""
     from repsim import checkpoint as ckpt
 
     out = Path(out_dir)
@@ -322,6 +326,7 @@ def train(
         with (
             training_bar(cfg.iterations, start, desc, progress) as bar,
             MetricsLog(out / "metrics.jsonl") as log,
+            graceful_stop(enabled=cfg.workers == 1) as stop,  # sampling processes die at once
         ):
             for row in steps(run, start, cfg.iterations):
                 it = row["iteration"]
@@ -333,10 +338,12 @@ def train(
                 log.write(row)
                 bar.update(1)
                 bar.set_postfix(_postfix(row))
-                if due(it, cfg.save_every, cfg.iterations):
+                if due(it, cfg.save_every, cfg.iterations) or stop.signum is not None:
                     ckpt.save_checkpoint(
                         out / "last.safetensors", run.model, _record(cfg, run.model, it, row)
                     )
+                if stop.signum is not None:
+                    raise Stopped(out / "last.safetensors", it, stop.signum)
                 if stop_at is not None and it >= stop_at:
                     return out / "last.safetensors"
     finally:
