@@ -6,6 +6,9 @@ Markers a page may hold (each on a line of its own; invisible on GitHub):
   the parser itself (``repsim.cli.build_parser``), at a fixed width of 100 columns.
 - ``<!-- claims-summary -->``: a table of verdicts per setting, counted from
   ``results/claims.json``.
+- ``<!-- claims-along-summary -->``: per setting, how many clauses hold at each iteration along
+  training and how many changed verdict between the first and the last, counted from
+  ``results/claims_along.json``.
 - ``<!-- claims-table -->``: the clause-by-clause table of ``results/report.md`` (its
   ``## Claims`` section).
 - ``<!-- presets-table -->`` / ``<!-- rl-presets-table -->``: the training presets, from
@@ -15,8 +18,8 @@ It also mounts ``results/report.md`` and the figures it shows (``figures/**.png`
 ``results/rl/*.png``) into the site at their repository paths, so the report's own relative
 links work, and adds the tutorial notebook to the nav when ``docs/tutorial.ipynb`` exists.
 
-Run as a script it prints the claims summary, for the README:
-``python docs/hooks/repsim_docs.py claims-summary``.
+Run as a script it prints either summary, for the README:
+``python docs/hooks/repsim_docs.py claims-summary`` (or ``claims-along-summary``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "results" / "report.md"
 CLAIMS = ROOT / "results" / "claims.json"
+CLAIMS_ALONG = ROOT / "results" / "claims_along.json"
 VERDICTS = ("holds", "fails", "not tested here")
 HELP_WIDTH = 100
 
@@ -53,6 +57,35 @@ def claims_summary(path: Path = CLAIMS) -> str:
         lines.append(f"| `{s}` | " + " | ".join(str(counts[s, v]) for v in VERDICTS) + " |")
     total = [sum(counts[s, v] for s in settings) for v in VERDICTS]
     lines.append("| **all** | " + " | ".join(f"**{n}**" for n in total) + " |")
+    return "\n".join(lines)
+
+
+def claims_along_summary(path: Path = CLAIMS_ALONG) -> str:
+    """A markdown table: per setting, the clauses that hold at each iteration along training
+    (out of those tested there), and how many went from failing at the first iteration to
+    holding at the last, or the other way."""
+    along = json.loads(path.read_text(encoding="utf-8"))["summary"]
+    unknown = {v for c in along for v in c["verdicts"]} - set(VERDICTS)
+    if unknown:
+        raise ValueError(f"{path}: unknown verdicts {sorted(unknown)}; expected {VERDICTS}")
+    lines = [
+        "| setting | clauses holding / tested, by iteration | fails → holds | holds → fails |",
+        "|---|---|---:|---:|",
+    ]
+    for setting in dict.fromkeys(c["setting"] for c in along):
+        clauses = [c for c in along if c["setting"] == setting]
+        iterations = clauses[0]["iterations"]
+        if any(c["iterations"] != iterations for c in clauses):
+            raise ValueError(f"{path}: the clauses of {setting} are at different iterations")
+        counts = []
+        for i, it in enumerate(iterations):
+            tested = [c["verdicts"][i] for c in clauses if c["verdicts"][i] != VERDICTS[2]]
+            counts.append(f"{it:,}: {tested.count(VERDICTS[0])} / {len(tested)}")
+        ends = Counter((c["verdicts"][0], c["verdicts"][-1]) for c in clauses)
+        lines.append(
+            f"| `{setting}` | {' · '.join(counts)} | {ends[VERDICTS[1], VERDICTS[0]]} "
+            f"| {ends[VERDICTS[0], VERDICTS[1]]} |"
+        )
     return "\n".join(lines)
 
 
@@ -130,6 +163,8 @@ def expand(markdown: str) -> str:
     markdown = _HELP.sub(help_block, markdown)
     if "<!-- claims-summary -->" in markdown:
         markdown = markdown.replace("<!-- claims-summary -->", claims_summary())
+    if "<!-- claims-along-summary -->" in markdown:
+        markdown = markdown.replace("<!-- claims-along-summary -->", claims_along_summary())
     if "<!-- claims-table -->" in markdown:
         markdown = markdown.replace("<!-- claims-table -->", claims_table())
     for marker, which in (("<!-- presets-table -->", ""), ("<!-- rl-presets-table -->", "rl")):
@@ -169,6 +204,7 @@ def on_page_markdown(markdown, page, config, files, **kwargs):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["claims-summary"]:
-        sys.exit("usage: python docs/hooks/repsim_docs.py claims-summary")
-    print(claims_summary())
+    summaries = {"claims-summary": claims_summary, "claims-along-summary": claims_along_summary}
+    if len(sys.argv) != 2 or sys.argv[1] not in summaries:
+        sys.exit("usage: python docs/hooks/repsim_docs.py claims-summary|claims-along-summary")
+    print(summaries[sys.argv[1]]())
