@@ -47,6 +47,29 @@ def _params(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
+def test_the_policy_relu_has_f_relus_values_gradients_and_second_derivatives():
+    """Through a tanh-free MLP so that second derivatives reach the ReLU: the value, gradient
+    and Hessian-vector product equal F.relu's exactly, zeros and negatives included."""
+    from repsim.rl.policy import relu
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=g, dtype=torch.float64)
+    x[:8] = 0.0
+    w1, w2 = (torch.randn(3, 5, generator=g, dtype=torch.float64) for _ in "ab")
+    v = torch.randn(3, 5, generator=g, dtype=torch.float64)
+
+    def derivatives(act):
+        w = w1.clone().requires_grad_()
+        out = act(x @ w) @ w2.T
+        loss = (out**2).sum()
+        (grad,) = torch.autograd.grad(loss, w, create_graph=True)
+        (hv,) = torch.autograd.grad((grad * v).sum(), w)
+        return out.detach(), grad.detach(), hv
+
+    for ours, theirs in zip(derivatives(relu), derivatives(torch.nn.functional.relu)):
+        assert torch.equal(ours, theirs)
+
+
 def test_log_prob_and_kl_match_torch_distributions():
     g = torch.Generator().manual_seed(0)
     m0, m1, a = (torch.randn(7, 3, generator=g, dtype=torch.float64) for _ in range(3))

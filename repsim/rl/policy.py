@@ -24,14 +24,25 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from repsim.errors import InputError
 from repsim.models import BodyHeadModel
 
 ARCH = "gaussian-mlp"
-NONLINEARITIES = {"relu": F.relu, "tanh": torch.tanh}
+
+
+def relu(x: torch.Tensor) -> torch.Tensor:
+    """ReLU as ``x * 1[x > 0]``: the values and gradients of ``F.relu``, but its double
+    backward (TRPO's Fisher-vector products run through the inner step) multiplies by the
+    constant mask, where ``F.relu``'s builds a tensor of zeros for the mask's derivative and
+    adds it. Measured on ``rl-2dnav`` MAML (interleaved, 1 thread, both cores busy):
+    optimisation 7.65 s against 8.58 s per iteration (1.12x), and bit-identical parameters
+    after two iterations."""
+    return x * (x > 0).to(x.dtype)
+
+
+NONLINEARITIES = {"relu": relu, "tanh": torch.tanh}
 BODY_LAYERS = ("fc1", "fc2")
 ANALYSIS_LAYERS = (*BODY_LAYERS, "head")
 LOG_2PI = math.log(2 * math.pi)
