@@ -48,7 +48,7 @@ def test_write_rl_results_gives_rows_beside_the_paper_and_learning_curves(tmp_pa
     assert math.isnan(rows["anil"]["return_after_std"])
     assert data["verdicts"]["2dnav"]["paper"] == "holds"
     assert data["verdicts"]["2dnav"]["ours"] in ("holds", "fails")
-    for name in ("rl_table2.json", "rl_table2.csv", "rl_learning_curves.png"):
+    for name in ("rl_table2.json", "rl_table2.csv", "rl_learning_curves.png", "rl_drift.png"):
         assert (tmp_path / "out" / name).exists()
     # before and after 1..3 steps, the first step's being Table 2's; 2 iterations: reduced
     steps = rows["maml"]["returns_by_step"]
@@ -77,6 +77,7 @@ def test_write_rl_results_gives_rows_beside_the_paper_and_learning_curves(tmp_pa
     assert "| before adaptation | after 1 | after 2 | after 3 | paper |" in section
     assert "2 x 3, 2 (**reduced**)" in section
     assert "![rl_similarity_2dnav_anil.png](rl/rl_similarity_2dnav_anil.png)" in section
+    assert "| 2dnav | MAML | 2 |" in section and "| 2dnav | ANIL | 1 |" in section  # drift
     maml0 = next(r for r in data["runs"] if r["algorithm"] == "maml" and r["seed"] == 0)
     assert maml0["checkpoint"] == "maml_2dnav_seed0.safetensors"  # no machine path
     assert maml0["return_after"] == pytest.approx(

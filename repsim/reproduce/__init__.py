@@ -87,6 +87,7 @@ def reproduce(
                 tasks=settings.rl_tasks,
                 similarity_tasks=settings.similarity_tasks,
                 chance=settings.chance_permutations,
+                ablations=policy_checkpoints(Path(rl_dir) / "ablations"),
             )
     return evaluate_and_report(out, progress)
 

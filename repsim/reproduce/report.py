@@ -332,7 +332,50 @@ def _rl_section(folder: Path) -> list[str]:
         ]
         lines += [f"![{name}](rl/{name})" for name in sim["figures"] if name.endswith(".png")]
         lines.append("")
-    return lines
+    return lines + _rl_drift_lines(folder)
+
+
+def _rl_drift_lines(folder: Path) -> list[str]:
+    """The drift diagnostics (:mod:`repsim.rl.drift`): per environment and group, the means
+    over its runs."""
+    data = _load(folder, "rl_drift")
+    if not data:
+        return []
+    cells: dict[tuple[str, str], dict] = {}
+    for r in data["rows"]:
+        cells.setdefault((r["env"], r["group"]), {})[r["quantity"]] = r
+
+    def num(cell: dict, key: str, fmt: str = ".1f") -> str:
+        value = cell[key]["mean"]
+        return "—" if value is None else format(value, fmt)
+
+    lines = [
+        "### Rise and fall of the learning curves: the diagnostics",
+        "",
+        "Means over each group's runs (an ablation is a group of its own). The in-batch return "
+        f"is a {data['window']}-iteration mean on the meta-batch that chose each step; the "
+        "held-out return is on tasks training never sees; a step's gain on a fresh batch is "
+        "the out-of-sample check of the step. What each reading predicts: "
+        "`repsim.rl.drift`.",
+        "",
+        "| environment | group | runs | in-batch: peak (iteration) → last | held-out after 1 "
+        "step: peak (iteration) → last ± 95 % | log-std: first → last | step gain, second "
+        "half: own batch / fresh batch | held-out gain of step 2 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (env, group), c in cells.items():
+        lines.append(
+            f"| {env} | {group} | {c['iterations']['runs']} "
+            f"| {num(c, 'in_batch_peak')} ({num(c, 'in_batch_peak_iteration', '.0f')}) → "
+            f"{num(c, 'in_batch_final')} "
+            f"| {num(c, 'heldout_peak')} ({num(c, 'heldout_peak_iteration', '.0f')}) → "
+            f"{num(c, 'heldout_final')} ± {num(c, 'heldout_final_ci95')} "
+            f"| {num(c, 'log_std_first', '.2f')} → {num(c, 'log_std_final', '.2f')} "
+            f"| {num(c, 'gain_in_batch_late', '.4f')} / {num(c, 'gain_fresh_late', '.4f')} "
+            f"| {num(c, 'heldout_second_step_gain')} |"
+        )
+    figures = [f"![RL drift diagnostics](rl/{n})" for n in data["figures"] if n.endswith(".png")]
+    return [*lines, "", *figures, ""]
 
 
 def _along_section(along: dict) -> list[str]:

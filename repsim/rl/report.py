@@ -330,17 +330,25 @@ def write_rl_results(
     steps: int = 3,
     similarity_tasks: int = 20,
     chance: int = 3,
+    ablations: Sequence[str | Path] | None = None,
 ) -> dict:
     """Table 2's RL rows (``rl_table2.json|csv``: after 0..``steps`` inner steps), the learning
-    curves (``rl_learning_curves.png|pdf``) and the RL version of Figure 2
+    curves (``rl_learning_curves.png|pdf``), the RL version of Figure 2
     (``rl_similarity.json|csv`` on ``similarity_tasks`` tasks, ``rl_similarity_<env>_<algorithm>
-    .png|pdf``; none with ``similarity_tasks=0``) into ``out_dir``."""
+    .png|pdf``; none with ``similarity_tasks=0``) and the drift diagnostics of the runs and of
+    the ``ablations`` (policy checkpoints of other settings, in no table: ``rl_drift.json|csv|
+    png``, :mod:`repsim.rl.drift`) into ``out_dir``. Without ``checkpoints``, those shipped in
+    ``checkpoints/rl`` and ``checkpoints/rl/ablations``."""
     from repsim import results
     from repsim.figures import plot_layer_similarity
     from repsim.provenance import portable_path
+    from repsim.rl.drift import checkpoint_groups, write_drift
     from repsim.run_log import read_metrics
 
-    checkpoints = policy_checkpoints() if checkpoints is None else [Path(p) for p in checkpoints]
+    if checkpoints is None:
+        checkpoints = policy_checkpoints()
+        ablations = policy_checkpoints(RL_CHECKPOINT_DIR / "ablations")
+    checkpoints = [Path(p) for p in checkpoints]
     out = Path(out_dir)
     table = table2_rows(checkpoints, tasks, seed, steps)
     curves: dict[tuple[str, str], list[list[dict]]] = {}
@@ -372,6 +380,9 @@ def write_rl_results(
         sim["figures"] = [Path(p).name for p in drawn]
         results.write_json(out / "rl_similarity.json", sim)
         results.write_csv(out / "rl_similarity.csv", sim["summary"])
+    groups = checkpoint_groups([*checkpoints, *(ablations or [])])
+    if groups:
+        write_drift(out, groups)
     return data
 
 
