@@ -8,6 +8,7 @@
 #
 #   bash analysis/rl_runs.sh [OUT_DIR]                         (default runs/rl)
 #   nohup bash analysis/rl_runs.sh runs/rl > runs/rl.log 2>&1 &
+#   python analysis/collect_rl.py runs/rl checkpoints/rl        (ship the finished runs)
 #
 # The runs (docs/meta-rl-protocol.md; SEEDS default "0 1 2"):
 #   2dnav/{maml,anil}_s{seed}          rl-2dnav: 20 tasks x 20 trajectories, 500 iterations

@@ -62,3 +62,25 @@ def test_the_script_trains_in_lanes_logs_and_continues_without_repeating(tmp_pat
     rows_again = [json.loads(ln) for ln in (out / "2dnav/maml_s0/metrics.jsonl").open()]
     assert [r["iteration"] for r in rows_again] == [1, 2, 3]
     assert rows_again[:2] == rows  # the first two iterations were not trained again
+    # shipped: the seeds where Table 2 reads them, the ablation apart, each with its curve
+    collect = Path(__file__).resolve().parent.parent / "analysis" / "collect_rl.py"
+    shipped = tmp_path / "shipped"
+    proc = subprocess.run(
+        [sys.executable, str(collect), str(out), str(shipped)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| 2dnav/maml_s0 | maml_2dnav_seed0 | 3 |" in proc.stdout
+    from repsim.rl.drift import checkpoint_groups
+    from repsim.rl.report import policy_checkpoints
+
+    main = [p.name for p in policy_checkpoints(shipped)]
+    assert main == ["anil_2dnav_seed0.safetensors", "maml_2dnav_seed0.safetensors"]
+    ablation = policy_checkpoints(shipped / "ablations")
+    assert [p.name for p in ablation] == ["anil_2dnav_seed0_logstd-meta.safetensors"]
+    assert (shipped / "ablations" / "metrics" / "anil_2dnav_seed0_logstd-meta.jsonl").exists()
+    groups = checkpoint_groups([*policy_checkpoints(shipped), *ablation])
+    assert set(groups) == {
+        ("2dnav", "ANIL"),
+        ("2dnav", "MAML"),
+        ("2dnav", "ANIL (adapt_log_std False)"),
+    }
