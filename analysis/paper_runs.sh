@@ -25,9 +25,9 @@
 # every run is done, collect them (replacing the setting's folder wholesale):
 #   python analysis/collect_checkpoints.py runs/paper20 checkpoints/paper20 --note "..."
 #
-# The runs, in order (SEEDS default "0 1 2"): the first MAML seed, ANIL seeds, the baselines
-# multiclass, multitask, NIL-training at temperature 1 and random (untrained), then the other
-# MAML seeds (one lane finishes the fast runs while the other trains MAML).
+# The runs, in order (SEEDS default "0 1 2"): the first MAML seed, the ANIL seeds and the
+# multiclass baseline, the other MAML seeds (the longest runs), then the baselines multitask,
+# NIL-training at temperature 1 and random (untrained), which fill the lanes at the end.
 #
 # Environment: SETTING (20way), PYTHON (default python), LANES (2), SEEDS, ITERATIONS,
 # CHECKPOINTS, EXTRA (more `repsim train` options, after the others: the test passes tiny
@@ -44,21 +44,24 @@ OUT=${1:-runs/$dir}
 SEEDS=${SEEDS:-0 1 2}
 RESUME=${RESUME_DIR:-checkpoints/$dir/resume}
 
-jobs_list() {  # one "name|options" line per run, in order of priority: the first MAML seed,
-  # then the fast runs (so that one lane finishes them while the other trains MAML), then the
-  # other MAML seeds
+jobs_list() {  # one "name|options" line per run, in order of priority: the first MAML seed
+  # and, beside it, ANIL and multiclass (a partial along-training table early); then the other
+  # MAML seeds, the longest runs, before the hour-long multitask and NIL runs, so that these
+  # fill the lanes at the end (longest first: 20-way MAML is 7.5 h a seed, the critical path)
   local s a first=${SEEDS%% *} common="--preset $preset --iterations $IT"
   common="$common --save-every 250 --checkpoint-at $AT"
   maml() { echo "maml_${stem}_seed$1|$common --algorithm maml --seed $1 $maml_opts"; }
   maml "$first"
-  for s in $SEEDS; do echo "anil_${stem}_seed$s|$common --algorithm anil --seed $s"; done
-  for a in multiclass multitask nil; do for s in $SEEDS; do
+  for a in anil multiclass; do for s in $SEEDS; do
+    echo "${a}_${stem}_seed$s|$common --algorithm $a --seed $s"
+  done; done
+  for s in $SEEDS; do if [ "$s" != "$first" ]; then maml "$s"; fi; done
+  for a in multitask nil; do for s in $SEEDS; do
     echo "${a}_${stem}_seed$s|$common --algorithm $a --seed $s"
   done; done
   for s in $SEEDS; do  # untrained: the same body at every iteration
     echo "random_${stem}_seed$s|--preset $preset --algorithm random --seed $s --iterations 0"
   done
-  for s in $SEEDS; do if [ "$s" != "$first" ]; then maml "$s"; fi; done
 }
 
 # shellcheck source=analysis/lanes.sh

@@ -41,10 +41,12 @@ def test_the_plan_is_every_20_way_run_with_the_same_checkpoints_along_training(t
     assert all("--checkpoint-at 1000,3000,5000,7500,10000" in ln for ln in trained)
     assert all("--iterations 10000" in ln for ln in trained)
     names = [ln.rsplit("/", 1)[1] for ln in lines]
-    # the first MAML seed, then the fast runs (one lane finishes them), then the other MAML seeds
+    # the first MAML seed, ANIL and multiclass beside it, the other MAML seeds (the longest),
+    # then the hour-long baselines that fill the lanes at the end
     assert names[0] == "maml_omniglot_20w1s_seed0"
-    assert names[-2:] == ["maml_omniglot_20w1s_seed1", "maml_omniglot_20w1s_seed2"]
-    assert not any(n.startswith("maml") for n in names[1:-2])
+    assert {n.split("_")[0] for n in names[1:7]} == {"anil", "multiclass"}
+    assert names[7:9] == ["maml_omniglot_20w1s_seed1", "maml_omniglot_20w1s_seed2"]
+    assert {n.split("_")[0] for n in names[9:]} == {"multitask", "nil", "random"}
     assert not (tmp_path / "plan").exists()
 
 
