@@ -85,5 +85,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repsim {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # a trainer's Stopped says where the run was saved
-        print(f"repsim {args.command}: {exc or 'interrupted'}", file=sys.stderr)
+        print(f"repsim {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 128 + getattr(exc, "signum", 2)

@@ -98,3 +98,10 @@ def test_a_stopped_training_command_says_where_it_saved_and_exits_as_the_signal_
     assert main(["train", "--preset", "cpu", "--out", str(tmp_path)]) == 128 + signal.SIGTERM
     err = capsys.readouterr().err
     assert "stopped by SIGTERM after iteration 7" in err and "continue with --resume" in err
+
+    def interrupted(cfg, out, **_):  # a Ctrl-C outside the training loop
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(repsim.train, "train", interrupted)
+    assert main(["train", "--preset", "cpu", "--out", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip() == "repsim train: interrupted"
