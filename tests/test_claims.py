@@ -106,6 +106,31 @@ def test_a_clause_holds_from_the_first_iteration_after_which_it_never_fails():
     assert trace("not tested here", "holds") == "from 2,000"
 
 
+def test_a_failing_clause_says_whether_it_closes_on_its_band_along_training():
+    from repsim.reproduce.claims import gap_to_band, held_from, trend
+
+    assert gap_to_band(2.0, None, 1.5) == 0.5 and gap_to_band(0.6, 0.7, None) == pytest.approx(0.1)
+    assert gap_to_band(1.0, 0.5, 1.5) == 0.0 and gap_to_band(None, 0.0, 1.0) is None
+    assert gap_to_band(3.0, None, None) is None
+    assert trend([3.0, 2.0, 1.0]) == "closing" and trend([1.0, 2.0, 3.0]) == "widening"
+    assert trend([1.0, 3.0, 2.0]) == "mixed"  # below the one before, above the first
+    assert trend([2.0, None, 1.0]) == "closing" and trend([1.0]) == "" and trend([2.0, 0.0]) == ""
+
+    def row(i, value, verdict):
+        return {"key": "k", "clause": "c", "setting": "s", "iteration": 1000 * (i + 1),
+                "verdict": verdict, "claim": "t", "source": "x", "band": "≤ 1.5",
+                "paper": "p", "proxy": False, "ours": "", "value": value,
+                "band_low": None, "band_high": 1.5}  # fmt: skip
+
+    closing = held_from([row(0, 9.0, "fails"), row(1, 4.0, "fails"), row(2, 2.5, "fails")])[0]
+    assert closing["gaps"] == [7.5, 2.5, 1.0] and closing["trend"] == "closing"
+    held = held_from([row(0, 9.0, "fails"), row(1, 1.0, "holds")])[0]
+    assert held["trend"] == "" and held["holds_from"] == "from 2,000"
+    from repsim.reproduce.claims import format_along_table
+
+    assert "| never held; closing |" in format_along_table([closing])
+
+
 def test_checks_report_their_number_and_band_for_the_along_training_figures():
     results = {"omniglot-20w1s-paper": {"table1_freezing": _freezing([95, 95, 94.5, 94, 93.0])}}
     rows = _rows(results, shots=1)

@@ -727,11 +727,40 @@ def evaluate_along(results: dict[str, dict[int, dict]], contexts: dict[str, dict
     return rows
 
 
+def gap_to_band(value: float | None, low: float | None, high: float | None) -> float | None:
+    """How far ``value`` lies outside the band ``[low, high]`` (either end may be open): 0
+    inside, ``None`` without a number or a band."""
+    if value is None or (low is None and high is None):
+        return None
+    if low is not None and value < low:
+        return low - value
+    if high is not None and value > high:
+        return value - high
+    return 0.0
+
+
+def trend(gaps: list[float | None]) -> str:
+    """Where a clause that fails at the last iteration is heading, from its gaps to the band
+    (:func:`gap_to_band`) along training: ``closing`` when the last gap is below both the one
+    before and the first (what undertraining looks like), ``widening`` when above both,
+    ``mixed`` otherwise; ``""`` with fewer than two numbers or inside the band at the end. A
+    direction, not a test: each gap carries the noise of its evaluation."""
+    known = [g for g in gaps if g is not None]
+    if len(known) < 2 or known[-1] == 0:
+        return ""
+    if known[-1] < known[-2] and known[-1] < known[0]:
+        return "closing"
+    if known[-1] > known[-2] and known[-1] > known[0]:
+        return "widening"
+    return "mixed"
+
+
 def held_from(rows: list[dict]) -> list[dict]:
     """One row per (claim, clause, setting) of :func:`evaluate_along`'s rows: its value and
     verdict at each iteration and ``holds_from``, the first iteration from which it holds at
     every later one, or ``never held`` (``held, not at the end`` when it held at some iteration
-    but fails at the last; ``not tested`` when no iteration decides it)."""
+    but fails at the last; ``not tested`` when no iteration decides it); for a clause that fails
+    at the last iteration, its ``gaps`` to the band and their :func:`trend`."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["key"], r["clause"], r["setting"]), []).append(r)
@@ -749,6 +778,7 @@ def held_from(rows: list[dict]) -> list[dict]:
                 k -= 1
             since = f"from {rs[k]['iteration']:,}"
         first = rs[0]
+        gaps = [gap_to_band(r["value"], r.get("band_low"), r.get("band_high")) for r in rs]
         out.append(
             {
                 **{k: first[k] for k in ("claim", "key", "source", "clause", "band", "paper")},
@@ -759,6 +789,8 @@ def held_from(rows: list[dict]) -> list[dict]:
                 "values": [r["value"] for r in rs],
                 "verdicts": verdicts,
                 "holds_from": since,
+                "gaps": gaps,
+                "trend": trend(gaps) if verdicts[-1] == FAILS else "",
             }
         )
     return out
@@ -780,7 +812,7 @@ def format_along_table(summary: list[dict]) -> str:
             value, verdict, ours = at[i]
             shown = f"{value:.3g}" if value is not None else (ours or "")
             cells.append(f"{shown} {mark[verdict]}".strip())
-        cells.append(r["holds_from"])
+        cells.append(r["holds_from"] + (f"; {r['trend']}" if r.get("trend") else ""))
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 

@@ -397,7 +397,11 @@ def _along_section(along: dict) -> list[str]:
         f"reduced sizes of the bands ({sizes}). The claims table above keeps the final "
         "checkpoints at the full sizes. A cell is the clause's number (or our text where it "
         "has none) and ✓ holds, ✗ fails, – not tested; the last column gives the first "
-        "iteration from which the clause holds at every later one. Figure 3, weight movement "
+        "iteration from which the clause holds at every later one, and for a clause that "
+        "fails at the end where it is heading: *closing* when its distance to the band at the "
+        "last iteration is below both the one before and the first (what undertraining looks "
+        "like), *widening* when above both, *mixed* otherwise (a direction, not a test: each "
+        "number carries the noise of its evaluation). Figure 3, weight movement "
         "and the speed timing are about training itself and are not repeated here.",
         "",
         format_along_table(along["summary"]),
