@@ -18,15 +18,20 @@ def _hook():
     return module
 
 
-def _clause(setting, verdicts, iterations=(1000, 3000, 10000)):
-    return {"setting": setting, "iterations": list(iterations), "verdicts": verdicts}
+def _clause(setting, verdicts, iterations=(1000, 3000, 10000), trend=""):
+    return {
+        "setting": setting,
+        "iterations": list(iterations),
+        "verdicts": verdicts,
+        "trend": trend,
+    }
 
 
 def test_along_summary_counts_holding_clauses_per_iteration_and_verdict_changes(tmp_path):
     hold, fail, untested = "holds", "fails", "not tested here"
     summary = [
         _clause("20w", [fail, hold, hold]),
-        _clause("20w", [hold, fail, fail]),
+        _clause("20w", [hold, fail, fail], trend="closing"),
         _clause("20w", [fail, untested, hold]),
         _clause("20w", [untested, untested, untested]),
         _clause("5w", [hold, hold], iterations=(1000, 15000)),
@@ -34,8 +39,8 @@ def test_along_summary_counts_holding_clauses_per_iteration_and_verdict_changes(
     path = tmp_path / "claims_along.json"
     path.write_text(json.dumps({"summary": summary}))
     table = _hook().claims_along_summary(path).splitlines()
-    assert table[2] == "| `20w` | 1,000: 1 / 3 · 3,000: 1 / 2 · 10,000: 2 / 3 | 2 | 1 |"
-    assert table[3] == "| `5w` | 1,000: 1 / 1 · 15,000: 1 / 1 | 0 | 0 |"
+    assert table[2] == "| `20w` | 1,000: 1 / 3 · 3,000: 1 / 2 · 10,000: 2 / 3 | 2 | 1 | 1 / 0 / 0 |"
+    assert table[3] == "| `5w` | 1,000: 1 / 1 · 15,000: 1 / 1 | 0 | 0 | 0 / 0 / 0 |"
     summary.append(_clause("5w", [hold, "maybe"], iterations=(1000, 15000)))
     path.write_text(json.dumps({"summary": summary}))
     with pytest.raises(ValueError, match="unknown verdicts"):

@@ -7,8 +7,8 @@ Markers a page may hold (each on a line of its own; invisible on GitHub):
 - ``<!-- claims-summary -->``: a table of verdicts per setting, counted from
   ``results/claims.json``.
 - ``<!-- claims-along-summary -->``: per setting, how many clauses hold at each iteration along
-  training and how many changed verdict between the first and the last, counted from
-  ``results/claims_along.json``.
+  training, how many changed verdict between the first and the last, and where those failing
+  at the end are heading, counted from ``results/claims_along.json``.
 - ``<!-- claims-table -->``: the clause-by-clause table of ``results/report.md`` (its
   ``## Claims`` section).
 - ``<!-- presets-table -->`` / ``<!-- rl-presets-table -->``: the training presets, from
@@ -62,15 +62,17 @@ def claims_summary(path: Path = CLAIMS) -> str:
 
 def claims_along_summary(path: Path = CLAIMS_ALONG) -> str:
     """A markdown table: per setting, the clauses that hold at each iteration along training
-    (out of those tested there), and how many went from failing at the first iteration to
-    holding at the last, or the other way."""
+    (out of those tested there), how many went from failing at the first iteration to holding
+    at the last or the other way, and how many of those failing at the end are closing on
+    their band, widening or mixed (``trend``)."""
     along = json.loads(path.read_text(encoding="utf-8"))["summary"]
     unknown = {v for c in along for v in c["verdicts"]} - set(VERDICTS)
     if unknown:
         raise ValueError(f"{path}: unknown verdicts {sorted(unknown)}; expected {VERDICTS}")
     lines = [
-        "| setting | clauses holding / tested, by iteration | fails → holds | holds → fails |",
-        "|---|---|---:|---:|",
+        "| setting | clauses holding / tested, by iteration | fails → holds | holds → fails "
+        "| failing at the end: closing / widening / mixed |",
+        "|---|---|---:|---:|---|",
     ]
     for setting in dict.fromkeys(c["setting"] for c in along):
         clauses = [c for c in along if c["setting"] == setting]
@@ -82,9 +84,11 @@ def claims_along_summary(path: Path = CLAIMS_ALONG) -> str:
             tested = [c["verdicts"][i] for c in clauses if c["verdicts"][i] != VERDICTS[2]]
             counts.append(f"{it:,}: {tested.count(VERDICTS[0])} / {len(tested)}")
         ends = Counter((c["verdicts"][0], c["verdicts"][-1]) for c in clauses)
+        trends = Counter(c.get("trend", "") for c in clauses)
         lines.append(
             f"| `{setting}` | {' · '.join(counts)} | {ends[VERDICTS[1], VERDICTS[0]]} "
-            f"| {ends[VERDICTS[0], VERDICTS[1]]} |"
+            f"| {ends[VERDICTS[0], VERDICTS[1]]} "
+            f"| {trends['closing']} / {trends['widening']} / {trends['mixed']} |"
         )
     return "\n".join(lines)
 
