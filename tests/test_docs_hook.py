@@ -56,3 +56,13 @@ def test_the_shipped_summaries_count_every_clause_of_the_results_files():
     assert total == len(claims)
     along = json.loads(hook.CLAIMS_ALONG.read_text())["summary"]
     assert len(hook.claims_along_summary().splitlines()) == 2 + len({c["setting"] for c in along})
+
+
+def test_the_readme_shows_the_summaries_of_the_shipped_results():
+    """The README's two verdict tables are the hook's output on the shipped results files
+    (paste `python docs/hooks/repsim_docs.py claims-summary` / `claims-along-summary` after a
+    reproduction)."""
+    hook = _hook()
+    readme = (HOOK.parents[2] / "README.md").read_text(encoding="utf-8")
+    assert hook.claims_summary() in readme
+    assert hook.claims_along_summary() in readme
