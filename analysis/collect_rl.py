@@ -21,7 +21,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from repsim.rl.checkpoint import load_policy
+from repsim.rl.checkpoint import load_policy, metrics_path
 
 
 def shipped_name(run: Path, record: dict) -> str:
@@ -47,9 +47,10 @@ def collect(runs_dir: Path, out: Path) -> list[tuple[str, str, int]]:
         _, record = load_policy(final)
         dest = out / "ablations" if run.parent.name == "ablations" else out
         name = shipped_name(run, record)
-        (dest / "metrics").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(final, dest / f"{name}.safetensors")
-        shutil.copyfile(run / "metrics.jsonl", dest / "metrics" / f"{name}.jsonl")
+        shipped_as = dest / f"{name}.safetensors"
+        metrics_path(shipped_as).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(final, shipped_as)
+        shutil.copyfile(run / "metrics.jsonl", metrics_path(shipped_as))
         rel = (dest / name).relative_to(out)
         shipped.append((str(run.relative_to(runs_dir)), str(rel), int(record["iteration"])))
     return shipped

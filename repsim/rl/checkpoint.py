@@ -18,6 +18,13 @@ from repsim.protocol import MetaLearner
 from repsim.rl.policy import ARCH, GaussianMLPPolicy, PolicyConfig
 
 
+def metrics_path(checkpoint: str | Path) -> Path:
+    """Where a shipped policy checkpoint's learning curve lies: ``metrics/<stem>.jsonl`` beside
+    it (``analysis/collect_rl.py`` writes that layout)."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parent / "metrics" / f"{checkpoint.stem}.jsonl"
+
+
 def is_policy_record(record: dict) -> bool:
     """Whether a checkpoint record describes a policy (rather than a classifier)."""
     return (record.get("model") or {}).get("arch") == ARCH

@@ -158,14 +158,14 @@ def checkpoint_groups(checkpoints: Sequence[str | Path]) -> dict[tuple[str, str]
     that differs from the first one seen for that (env, algorithm), what it changes
     (``"MAML (meta_batch 40)"``). Seeds, length and where a run ran do not split a group;
     checkpoints without a metrics file are left out."""
-    from repsim.rl.checkpoint import load_policy
+    from repsim.rl.checkpoint import load_policy, metrics_path
     from repsim.rl.config import RESUME_FREE, as_trained
     from repsim.run_log import read_metrics
 
     first: dict[tuple[str, str], dict] = {}
     groups: dict[tuple[str, str], list] = {}
     for path in map(Path, checkpoints):
-        metrics = path.parent / "metrics" / f"{path.stem}.jsonl"
+        metrics = metrics_path(path)
         if not metrics.exists():
             continue
         cfg = as_trained(load_policy(path)[1]["train"])

@@ -342,6 +342,7 @@ def write_rl_results(
     from repsim import results
     from repsim.figures import plot_layer_similarity
     from repsim.provenance import portable_path
+    from repsim.rl.checkpoint import metrics_path
     from repsim.rl.drift import checkpoint_groups, write_drift
     from repsim.run_log import read_metrics
 
@@ -354,7 +355,7 @@ def write_rl_results(
     curves: dict[tuple[str, str], list[list[dict]]] = {}
     for run in table["runs"]:
         path = Path(run["checkpoint"])
-        metrics = path.parent / "metrics" / f"{path.stem}.jsonl"
+        metrics = metrics_path(path)
         if metrics.exists():
             curves.setdefault((run["env"], run["algorithm"]), []).append(read_metrics(metrics))
     figures = plot_learning_curves(curves, out / "rl_learning_curves") if curves else []
