@@ -105,6 +105,39 @@ def _mean_ci(ax, x, mean, low, high, colour, label) -> None:
     )
 
 
+def seed_range_lines(
+    ax,
+    sns,
+    data: dict,
+    y: str,
+    hue: str,
+    hue_order,
+    palette,
+    style: str,
+    style_order,
+    alpha: float = 0.2,
+    linewidth: float = 1.2,
+    legend=True,
+) -> None:
+    """Long-form ``data`` (columns ``iteration``, ``y``, ``hue``, ``style``, one row per seed)
+    drawn as the mean over seeds with the seeds' range shaded: the meta-RL curves."""
+    sns.lineplot(
+        data=data,
+        x="iteration",
+        y=y,
+        hue=hue,
+        hue_order=hue_order,
+        palette=palette,
+        style=style,
+        style_order=style_order,
+        errorbar=("pi", 100),  # the seeds' range
+        err_kws={"alpha": alpha, "linewidth": 0},
+        linewidth=linewidth,
+        legend=legend,
+        ax=ax,
+    )
+
+
 def _legend_outside(ax, title: str, order) -> None:
     """The axes' legend right of the panel, its entries sorted (stably) by ``order(label)``."""
     handles, labels = ax.get_legend_handles_labels()

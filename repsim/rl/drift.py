@@ -215,7 +215,7 @@ def plot_drift(groups: dict[tuple[str, str], list[list[dict]]], stem: str | Path
     surrogate gain on its own batch and on a fresh one (rolling mean of 5 checks), and the
     held-out returns before and after 1 and 2 inner steps; mean over a group's seeds with
     their range as a band, one colour per group. Panels without data stay empty."""
-    from repsim.figures import _save, _seaborn, palette
+    from repsim.figures import _save, _seaborn, palette, seed_range_lines
 
     plt, sns = _seaborn()
     envs = list(dict.fromkeys(env for env, _ in groups))
@@ -230,19 +230,9 @@ def plot_drift(groups: dict[tuple[str, str], list[list[dict]]], stem: str | Path
                     for k, v in _long_form(runs, keys, label, smooth=5).items():
                         data[k] += v
             if data["iteration"]:
-                sns.lineplot(
-                    data=data,
-                    x="iteration",
-                    y="value",
-                    hue="group",
-                    hue_order=[g for g in labels if g in data["group"]],
-                    palette=colours,
-                    style="line",
-                    style_order=list(keys),
-                    errorbar=("pi", 100),
-                    err_kws={"alpha": 0.15, "linewidth": 0},
-                    linewidth=1.1,
-                    ax=ax,
+                order = [g for g in labels if g in data["group"]]
+                seed_range_lines(
+                    ax, sns, data, "value", "group", order, colours, "line", list(keys), 0.15, 1.1
                 )
                 ax.legend(fontsize=7)
             ax.set_title(f"{env}: {title}")

@@ -237,7 +237,7 @@ def plot_learning_curves(curves: dict[tuple[str, str], list[list[dict]]], stem: 
     the held-out tasks below (after one inner step); mean over seeds with the seeds' range (min
     to max) as a band. ``curves[(env, algorithm)]`` is a list of runs, each a list of metrics
     rows."""
-    from repsim.figures import _save, _seaborn, palette
+    from repsim.figures import _save, _seaborn, palette, seed_range_lines
 
     plt, sns = _seaborn()
     envs = list(dict.fromkeys(env for env, _ in curves))
@@ -259,20 +259,18 @@ def plot_learning_curves(curves: dict[tuple[str, str], list[list[dict]]], stem: 
         for ax, env in zip(axes[r], envs):
             data = _curve_data(by_env[env], keys)
             if data["iteration"]:
-                sns.lineplot(
-                    data=data,
-                    x="iteration",
-                    y="return",
-                    hue="algorithm",
-                    hue_order=[a for a in colours if a in data["algorithm"]],
-                    palette=colours,
-                    style="policy",
-                    style_order=["after", "before"],
-                    errorbar=("pi", 100),  # the seeds' range
-                    err_kws={"alpha": 0.2, "linewidth": 0},
-                    linewidth=1.2,
-                    legend=ax is legend_ax,  # one legend, beside the top right panel
-                    ax=ax,
+                order = [a for a in colours if a in data["algorithm"]]
+                seed_range_lines(
+                    ax,
+                    sns,
+                    data,
+                    "return",
+                    "algorithm",
+                    order,
+                    colours,
+                    "policy",
+                    ["after", "before"],
+                    legend=ax is legend_ax,  # one legend, top right
                 )
             ax.set_title(f"{ENV_NAMES.get(env, env)}: {title}")
             ax.set_xlabel("meta-iteration")
