@@ -52,9 +52,19 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict) -> Path:
     return path
 
 
+def read_record(path: str | Path) -> dict:
+    """The validated metadata record of a repsim checkpoint, from its header (the tensors are
+    not loaded; a file cut short is still reported as corrupt)."""
+    return _read(path, tensors=False)[1]
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors and the metadata record of a repsim checkpoint, validated."""
-    from safetensors import SafetensorError
+    return _read(path, tensors=True)
+
+
+def _read(path: str | Path, tensors: bool) -> tuple[dict[str, torch.Tensor], dict]:
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -69,11 +79,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             "libraries use `repsim similarity --format auto` / `repsim.adapters.load`."
         )
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}
-        tensors = load_file(str(path))
+        loaded = load_file(str(path)) if tensors else {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"{path} is not a readable safetensors file ({exc}); it may be truncated or "
@@ -97,7 +105,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             f"{path} was written by a newer repsim (format {record['format_version']}); "
             "upgrade repsim to read it."
         )
-    return tensors, record
+    return loaded, record
 
 
 def build_model(record: dict) -> Conv4:

@@ -88,12 +88,12 @@ def finished_checkpoint(
     resumed run then has nothing left to train; it must be the same run,
     :func:`check_same_run`, with ``as_trained`` filling in the defaults of its record's
     ``train`` section), else ``None``."""
-    from repsim.checkpoint import read_checkpoint
+    from repsim.checkpoint import read_record
 
     final = Path(out) / "final.safetensors"
     if not final.exists():
         return None
-    _, record = read_checkpoint(final)
+    record = read_record(final)
     if int(record["iteration"]) != cfg["iterations"]:
         return None
     check_same_run(out, cfg, as_trained(record["train"]), cfg["iterations"], free)

@@ -11,6 +11,7 @@ from repsim.checkpoint import (
     load_checkpoint,
     load_meta_learner,
     read_checkpoint,
+    read_record,
     save_checkpoint,
 )
 from repsim.errors import CheckpointError
@@ -44,6 +45,20 @@ def test_truncated_file_is_reported_as_corrupt(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         read_checkpoint(path)
+
+
+def test_read_record_gives_the_record_with_the_same_checks(tmp_path):
+    path = save_checkpoint(tmp_path / "m.safetensors", small_model(), META)
+    assert read_record(path) == read_checkpoint(path)[1]
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")  # the header is the first 8 + n bytes
+    (tmp_path / "cut.safetensors").write_bytes(data[: 8 + n + 4])  # tensor data cut short
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_record(tmp_path / "cut.safetensors")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_record(tmp_path / "nope.safetensors")
+    with pytest.raises(CheckpointError, match="not a repsim checkpoint"):
+        read_record(tmp_path / "x.pt" if (tmp_path / "x.pt").write_bytes(b"0") else None)
 
 
 def test_pickled_file_is_refused_without_being_unpickled(tmp_path):

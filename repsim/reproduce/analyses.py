@@ -47,7 +47,7 @@ class Reproduction:
     ):
         """``at``: compare every run at this iteration (one of :func:`along_iterations`), and
         write into ``results/<setting>/along/<at>/``; by default at the common iteration."""
-        from repsim.checkpoint import load_checkpoint, read_checkpoint
+        from repsim.checkpoint import load_checkpoint, read_record
         from repsim.evaluate import test_sampler_for
 
         self.root = Path(ckpt_dir)
@@ -76,7 +76,7 @@ class Reproduction:
                 )
             self.common = at
         self.devices = {  # where each run was trained (older records: the CPU)
-            r.name: read_checkpoint(self.root / r.final)[1].get("device", {}).get("type", "cpu")
+            r.name: read_record(self.root / r.final).get("device", {}).get("type", "cpu")
             for r in self.runs
         }
         self._acc: dict[tuple, list[float]] = {}
@@ -464,7 +464,7 @@ def regimes(rp: Reproduction) -> dict:
     seed of a regime pooled (the same test tasks for each; the spread of the seeds' own means
     beside it). NIL training runs are labelled by their softmax temperature (``nil@1``,
     ``nil@10``)."""
-    from repsim.checkpoint import read_checkpoint
+    from repsim.checkpoint import read_record
     from repsim.results import mean_ci
 
     pooled: dict[str, dict] = {}
@@ -477,7 +477,7 @@ def regimes(rp: Reproduction) -> dict:
                 continue
             label = regime
             if regime == "nil":
-                scale = read_checkpoint(path)[1]["train"].get("nil_train_scale", 10.0)
+                scale = read_record(path)["train"].get("nil_train_scale", 10.0)
                 label = f"nil@{scale:g}"
             entry = pooled.setdefault(
                 label, {"seeds": [], "iterations": [], "nil": [], "adapt": []}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from repsim.checkpoint import load_state_strict, read_checkpoint
+from repsim.checkpoint import load_state_strict, read_checkpoint, read_record
 from repsim.errors import CheckpointError
 from repsim.inner_loop import InnerLoop
 from repsim.protocol import MetaLearner
@@ -31,9 +31,8 @@ def is_policy_record(record: dict) -> bool:
 
 
 def is_policy_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` is a repsim policy checkpoint (reads the header only)."""
-    _, record = read_checkpoint(path)
-    return is_policy_record(record)
+    """Whether ``path`` is a repsim policy checkpoint (from its header, `read_record`)."""
+    return is_policy_record(read_record(path))
 
 
 def build_policy(record: dict) -> GaussianMLPPolicy:

@@ -158,7 +158,8 @@ def checkpoint_groups(checkpoints: Sequence[str | Path]) -> dict[tuple[str, str]
     that differs from the first one seen for that (env, algorithm), what it changes
     (``"MAML (meta_batch 40)"``). Seeds, length and where a run ran do not split a group;
     checkpoints without a metrics file are left out."""
-    from repsim.rl.checkpoint import load_policy, metrics_path
+    from repsim.checkpoint import read_record
+    from repsim.rl.checkpoint import metrics_path
     from repsim.rl.config import RESUME_FREE, as_trained
     from repsim.run_log import read_metrics
 
@@ -168,7 +169,7 @@ def checkpoint_groups(checkpoints: Sequence[str | Path]) -> dict[tuple[str, str]
         metrics = metrics_path(path)
         if not metrics.exists():
             continue
-        cfg = as_trained(load_policy(path)[1]["train"])
+        cfg = as_trained(read_record(path)["train"])
         shared = {k: v for k, v in cfg.items() if k not in RESUME_FREE | {"seed"}}
         base = first.setdefault((cfg["env"], cfg["algorithm"]), shared)
         diff = ", ".join(f"{k} {v}" for k, v in shared.items() if base.get(k) != v)
