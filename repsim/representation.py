@@ -579,6 +579,38 @@ def _over_tasks(tasks, progress: bool):
     return bar(tasks, desc="tasks", total=total, unit="task")
 
 
+def _stage_cells(raw, logits, body, n_support, sy, qy, ways, conv_mode, probe_args) -> dict:
+    """One stage of :func:`linear_probe` on one task's captured pass (support rows first):
+    ``{(classifier, layer): record}`` for the layers' probes, the model's head and NIL's."""
+    from repsim.nil import nil_probabilities
+
+    rows = logits.shape[0]
+    cells = {}
+    for layer, features in raw.items():
+        x = per_example_features(features, conv_mode)
+        if x.shape[0] != rows:
+            raise InputError(
+                f"layer {layer} gave {x.shape[0]} rows for {rows} images "
+                "(called more than once per forward pass?): probe layers called once"
+            )
+        fit = probe_accuracy(x[:n_support], sy, x[n_support:], qy, **probe_args)
+        cells["probe", layer] = {"n_features": int(x.shape[1]), **fit}
+    cells["model", "head"] = {
+        "n_features": int(logits.shape[-1]),
+        "accuracy": _accuracy(logits[n_support:], qy),
+        "converged": None,
+    }
+    nil = math.nan
+    if body is not None:
+        nil = _accuracy(nil_probabilities(body[:n_support], sy, body[n_support:], ways), qy)
+    cells["nil", "penultimate"] = {
+        "n_features": None if body is None else int(body.shape[1]),
+        "accuracy": nil,
+        "converged": None,
+    }
+    return cells
+
+
 def linear_probe(
     learner: MetaLearner,
     tasks: Iterable,
@@ -610,7 +642,6 @@ def linear_probe(
         probe.summary()   # [{classifier, layer, stage, mean, ci_low, ci_high, n, chance}, ...]
     """
     from repsim.capture import capture_pass
-    from repsim.nil import nil_probabilities
     from repsim.similarity.conv import CONV_MODES
 
     module: nn.Module = learner.module
@@ -645,29 +676,10 @@ def linear_probe(
             t2 = clock()
             raw, logits, body = capture_pass(module, batch, names, params)  # one pass
             t3 = clock()
-            for layer in names:
-                x = per_example_features(raw[layer], conv_mode)
-                if x.shape[0] != batch.shape[0]:
-                    raise InputError(
-                        f"layer {layer} gave {x.shape[0]} rows for {batch.shape[0]} images "
-                        "(called more than once per forward pass?): probe layers called once"
-                    )
-                fit = probe_accuracy(x[:n_support], sy, x[n_support:], qy, **probe_args)
-                cells["probe", layer, stage] = {"n_features": int(x.shape[1]), **fit}
-            cells["model", "head", stage] = {
-                "n_features": int(logits.shape[-1]),
-                "accuracy": _accuracy(logits[n_support:], qy),
-                "converged": None,
-            }
-            nil = math.nan
-            if body is not None:
-                p = nil_probabilities(body[:n_support], sy, body[n_support:], result.ways)
-                nil = _accuracy(p, qy)
-            cells["nil", "penultimate", stage] = {
-                "n_features": None if body is None else int(body.shape[1]),
-                "accuracy": nil,
-                "converged": None,
-            }
+            found = _stage_cells(
+                raw, logits, body, n_support, sy, qy, result.ways, conv_mode, probe_args
+            )
+            cells.update({(c, layer, stage): rec for (c, layer), rec in found.items()})
             result.seconds["capture"] += t3 - t2
             result.seconds["probe"] += clock() - t3
         # records: the probes in layer order, then the model's head and NIL; before, after
