@@ -42,9 +42,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import numpy as np
-
-    from repsim import figures, results
+    from repsim import results
     from repsim.progress import shown
     from repsim.representation import cross_layer_similarity, task_inputs
 
@@ -74,19 +72,7 @@ def run(args: argparse.Namespace) -> int:
         f"Similarity of meta-inits, {name_a} vs {name_b}, per layer on "
         f"{len(source.tasks)} tasks' support + query images, mean ± 95% CI"
     )
-    cells = {(r["layer_a"], r["measure"]): r for r in diagonal}
-    shared = [layer for layer in layers_a if layer in layers_b]
-    rows = [
-        {
-            "layer": layer,
-            **{
-                m: results.format_mean_ci(cells[layer, m]["mean"], cells[layer, m]["half_width"])
-                for m in measures
-            },
-        }
-        for layer in shared
-    ]
-    print(results.format_table(rows, [("layer", "layer"), *((m, m.upper()) for m in measures)]))
+    _print_diagonal(diagonal, [layer for layer in layers_a if layer in layers_b], measures)
 
     out = Path(args.out)
     meta = results.provenance(
@@ -121,7 +107,39 @@ def run(args: argparse.Namespace) -> int:
         results.write_csv(out / "compare_layers.csv", diagonal),
         results.write_csv(out / "compare_matrix.csv", matrix),
     ]
+    written += _heatmaps(matrix, layers_a, layers_b, measures, (name_a, name_b), out)
+    print()
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _print_diagonal(diagonal: list[dict], layers: list[str], measures) -> None:
+    """The same-layer similarities on the terminal: one mean ± 95% CI per measure."""
+    from repsim import results
+
+    cells = {(r["layer_a"], r["measure"]): r for r in diagonal}
+    rows = [
+        {
+            "layer": layer,
+            **{
+                m: results.format_mean_ci(cells[layer, m]["mean"], cells[layer, m]["half_width"])
+                for m in measures
+            },
+        }
+        for layer in layers
+    ]
+    print(results.format_table(rows, [("layer", "layer"), *((m, m.upper()) for m in measures)]))
+
+
+def _heatmaps(matrix, layers_a, layers_b, measures, names, out) -> list:
+    """One layer x layer heatmap per measure (PNG and PDF), drawn from the summary matrix."""
+    import numpy as np
+
+    from repsim import figures
+
+    name_a, name_b = names
     lookup = {(r["layer_a"], r["layer_b"], r["measure"]): r["mean"] for r in matrix}
+    written = []
     for m in measures:
         grid = np.array([[lookup[a, b, m] for b in layers_b] for a in layers_a], dtype=float)
         written += figures.plot_similarity_heatmap(
@@ -133,6 +151,4 @@ def run(args: argparse.Namespace) -> int:
             row_label=name_a,
             col_label=name_b,
         )
-    print()
-    print("wrote " + ", ".join(str(p) for p in written))
-    return 0
+    return written

@@ -302,28 +302,10 @@ def _run_policy(args: argparse.Namespace, path: str, measures: list[str]) -> int
     return 0
 
 
-def _write_many(runs: list[dict], analysis, args, seconds: dict) -> int:
-    """One combined table (checkpoint x layer x measure, with CIs) and, when every checkpoint
-    records its training iteration, similarity against iteration."""
-    from repsim import figures, results
-    from repsim.provenance import portable_path
+def _print_combined(runs: list[dict], summary: list[dict], source, measures) -> None:
+    """The combined table on the terminal: checkpoint x layer, one mean ± 95% CI per measure."""
+    from repsim import results
 
-    t0 = time.perf_counter()
-
-    source, measures = analysis.source, analysis.measures
-    labels = [r["label"] for r in runs]
-    if len(set(labels)) < len(labels):  # same file names in different folders
-        for r in runs:
-            r["label"] = portable_path(r["identity"]["path"])
-
-    def rows(key: str) -> list[dict]:
-        return [
-            {"checkpoint": r["label"], "iteration": r["iteration"], **row}
-            for r in runs
-            for row in r[key]
-        ]
-
-    summary = rows("summary")
     print(
         f"Similarity before vs after the inner loop: {len(runs)} checkpoints on the same "
         f"{len(source.tasks)} tasks ({source.meta['ways']}-way {source.meta['shots']}-shot), "
@@ -341,6 +323,31 @@ def _write_many(runs: list[dict], analysis, args, seconds: dict) -> int:
     columns = [("checkpoint", "checkpoint"), ("layer", "layer")]
     print(results.format_table(table, columns + [(m, m.upper()) for m in measures]))
 
+
+def _write_many(runs: list[dict], analysis, args, seconds: dict) -> int:
+    """One combined table (checkpoint x layer x measure, with CIs) and, when every checkpoint
+    records its training iteration, similarity against iteration."""
+    from repsim import figures, results
+    from repsim.provenance import portable_path
+
+    t0 = time.perf_counter()
+
+    source, measures = analysis.source, analysis.measures
+    labels = [r["label"] for r in runs]
+    if len(set(labels)) < len(labels):  # same file names in different folders
+        for r in runs:
+            r["label"] = portable_path(r["identity"]["path"])
+
+    def rows(of) -> list[dict]:  # every run's rows, each led by its checkpoint and iteration
+        return [
+            {"checkpoint": r["label"], "iteration": r["iteration"], **row}
+            for r in runs
+            for row in of(r)
+        ]
+
+    summary = rows(lambda r: r["summary"])
+    _print_combined(runs, summary, source, measures)
+
     out = Path(args.out)
     meta = _meta(
         args,
@@ -349,16 +356,7 @@ def _write_many(runs: list[dict], analysis, args, seconds: dict) -> int:
             {**r["identity"], "label": r["label"], "inner_steps": r["inner_steps"]} for r in runs
         ],
     )
-    per_task = [
-        {"checkpoint": r["label"], "iteration": r["iteration"], **row}
-        for r in runs
-        for row in r["change"].records
-    ]
-    movement_tasks = [
-        {"checkpoint": r["label"], "iteration": r["iteration"], **row}
-        for r in runs
-        for row in r["change"].movement
-    ]
+    per_task = rows(lambda r: r["change"].records)
     written = [
         results.write_csv(
             out / "similarity_tasks.csv",
@@ -366,8 +364,8 @@ def _write_many(runs: list[dict], analysis, args, seconds: dict) -> int:
             ["checkpoint", "iteration", "task", "layer", "measure", "value", "note"],
         ),
         results.write_csv(out / "similarity_summary.csv", summary),
-        results.write_csv(out / "weight_movement.csv", rows("movement")),
-        results.write_csv(out / "weight_movement_tasks.csv", movement_tasks),
+        results.write_csv(out / "weight_movement.csv", rows(lambda r: r["movement"])),
+        results.write_csv(out / "weight_movement_tasks.csv", rows(lambda r: r["change"].movement)),
     ]
     if all(r["iteration"] is not None for r in runs):
         written += figures.plot_similarity_along_training(
