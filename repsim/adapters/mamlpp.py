@@ -54,60 +54,9 @@ def load(
     adapted=None,
     **_,
 ):
-    keys = KeyTracker(state, source, "MAML++")
-    stages = sorted({int(CONV.match(k).group(1)) for k in state if CONV.match(k)})
-    if stages != list(range(len(stages))):
-        raise CheckpointError(f"{source}: MAML++ stages {stages} are not conv0..convK")
-    tensors, origin, per_step = {}, {}, {}
-    steps_bn = None
-    for s in stages:
-        base = f"classifier.layer_dict.conv{s}"
-        for part in ("weight", "bias"):
-            tensors[f"conv{s + 1}.conv.{part}"] = keys.take(f"{base}.conv.{part}")
-            origin[f"conv{s + 1}.conv.{part}"] = f"{base}.conv.{part}"
-            t = keys.take(f"{base}.norm_layer.{part}")
-            if t.dim() == 2:
-                steps_bn = t.shape[0]
-                if not 0 <= bn_step < t.shape[0]:
-                    raise CheckpointError(
-                        f"{source}: bn_step={bn_step}, but the file has per-step BatchNorm for "
-                        f"{t.shape[0]} steps (0..{t.shape[0] - 1})"
-                    )
-                per_step[f"conv{s + 1}.norm.{part}"] = t
-                t = t[bn_step]
-            tensors[f"conv{s + 1}.norm.{part}"] = t
-            origin[f"conv{s + 1}.norm.{part}"] = f"{base}.norm_layer.{part}"
-        keys.ignore(
-            k
-            for k in state
-            if k.startswith(f"{base}.norm_layer.") and ("running" in k or "backup" in k)
-        )
-    for ours, theirs in (("weight", "weights"), ("bias", "bias")):
-        tensors[f"head.{ours}"] = keys.take(f"classifier.layer_dict.linear.{theirs}")
-        origin[f"head.{ours}"] = f"classifier.layer_dict.linear.{theirs}"
-    lrs = {k[len(LR_PREFIX) :]: keys.take(k) for k in list(state) if k.startswith(LR_PREFIX)}
-    keys.check_all_used()
-
-    in_channels = tensors["conv1.conv.weight"].shape[1]
-    ways, head_in = tensors["head.weight"].shape
-    channels = [tensors[f"conv{s + 1}.conv.weight"].shape[0] for s in stages]
-    stride = 1 if max_pooling else 2
-
-    def spec(size: int) -> NetSpec:
-        blocks = tuple(
-            BlockSpec(c, 3, stride, 1 if conv_padding else 0, (2, 2) if max_pooling else None)
-            for c in channels
-        )
-        return NetSpec(
-            in_channels,
-            size,
-            blocks,
-            ways,
-            activation="leaky_relu",
-            readout="flatten" if max_pooling else "mean",
-        )
-
-    net_spec = fit_image_size(spec, head_in, image_size, in_channels)
+    tensors, origin, per_step, lrs, stages = _take(state, source, bn_step)
+    steps_bn = next((t.shape[0] for t in per_step.values()), None)
+    net_spec = _net_spec(tensors, stages, image_size, max_pooling, conv_padding)
     rates = _rates_by_param(lrs, stages, source) if lrs else {}
     learned_steps = min((len(v) for v in rates.values()), default=0) - 1
     steps = inner_steps if inner_steps is not None else (learned_steps if rates else 5)
@@ -145,6 +94,68 @@ def load(
 
     learner.adapt = adapt
     return learner
+
+
+def _take(state, source: str, bn_step: int):
+    """Every tensor of the file under our names (with its key in the file), the per-step norm
+    tensors (``(steps, C)``; the analysed model takes row ``bn_step``), the learned rates and
+    the stage numbers; a key left over or missing is a :class:`CheckpointError`."""
+    keys = KeyTracker(state, source, "MAML++")
+    stages = sorted({int(CONV.match(k).group(1)) for k in state if CONV.match(k)})
+    if stages != list(range(len(stages))):
+        raise CheckpointError(f"{source}: MAML++ stages {stages} are not conv0..convK")
+    tensors, origin, per_step = {}, {}, {}
+    for s in stages:
+        base = f"classifier.layer_dict.conv{s}"
+        for part in ("weight", "bias"):
+            tensors[f"conv{s + 1}.conv.{part}"] = keys.take(f"{base}.conv.{part}")
+            origin[f"conv{s + 1}.conv.{part}"] = f"{base}.conv.{part}"
+            t = keys.take(f"{base}.norm_layer.{part}")
+            if t.dim() == 2:
+                if not 0 <= bn_step < t.shape[0]:
+                    raise CheckpointError(
+                        f"{source}: bn_step={bn_step}, but the file has per-step BatchNorm for "
+                        f"{t.shape[0]} steps (0..{t.shape[0] - 1})"
+                    )
+                per_step[f"conv{s + 1}.norm.{part}"] = t
+                t = t[bn_step]
+            tensors[f"conv{s + 1}.norm.{part}"] = t
+            origin[f"conv{s + 1}.norm.{part}"] = f"{base}.norm_layer.{part}"
+        keys.ignore(
+            k
+            for k in state
+            if k.startswith(f"{base}.norm_layer.") and ("running" in k or "backup" in k)
+        )
+    for ours, theirs in (("weight", "weights"), ("bias", "bias")):
+        tensors[f"head.{ours}"] = keys.take(f"classifier.layer_dict.linear.{theirs}")
+        origin[f"head.{ours}"] = f"classifier.layer_dict.linear.{theirs}"
+    lrs = {k[len(LR_PREFIX) :]: keys.take(k) for k in list(state) if k.startswith(LR_PREFIX)}
+    keys.check_all_used()
+    return tensors, origin, per_step, lrs, stages
+
+
+def _net_spec(tensors, stages, image_size, max_pooling: bool, conv_padding: bool) -> NetSpec:
+    """``VGGReLUNormNetwork`` as a :class:`NetSpec`, its image size fitted to the head's width."""
+    in_channels = tensors["conv1.conv.weight"].shape[1]
+    ways, head_in = tensors["head.weight"].shape
+    channels = [tensors[f"conv{s + 1}.conv.weight"].shape[0] for s in stages]
+    stride = 1 if max_pooling else 2
+
+    def spec(size: int) -> NetSpec:
+        blocks = tuple(
+            BlockSpec(c, 3, stride, 1 if conv_padding else 0, (2, 2) if max_pooling else None)
+            for c in channels
+        )
+        return NetSpec(
+            in_channels,
+            size,
+            blocks,
+            ways,
+            activation="leaky_relu",
+            readout="flatten" if max_pooling else "mean",
+        )
+
+    return fit_image_size(spec, head_in, image_size, in_channels)
 
 
 def _rates_by_param(lrs: dict[str, torch.Tensor], stages, source: str) -> dict[str, torch.Tensor]:
