@@ -62,32 +62,8 @@ def load(
     **_,
 ):
     keys = KeyTracker(state, source, "learn2learn")
-    groups = _body_groups(state)
-    if not groups:
-        raise CheckpointError(
-            f"{source}: no learn2learn body keys (*.{{i}}.conv.weight, *.{{i}}.normalize.weight)"
-        )
-    omniglot_cnn = "base." in groups
-    if len(groups) > 1:  # OmniglotCNN: base.* and features.1.* are the same tensors
-        first = "base." if omniglot_cnn else sorted(groups)[0]
-        for prefix, blocks in groups.items():
-            if prefix == first:
-                continue
-            for i, parts in blocks.items():
-                for part, key in parts.items():
-                    other = groups[first].get(i, {}).get(part)
-                    if other is None or not torch.equal(state[other], state[key]):
-                        raise CheckpointError(
-                            f"{source}: {key!r} is not a copy of {other!r}: the file holds two "
-                            "different bodies; save one model's state_dict"
-                        )
-                    keys.ignore([key])
-        blocks = groups[first]
-    else:
-        blocks = next(iter(groups.values()))
+    blocks, omniglot_cnn = _one_body(state, keys, source)
     order = sorted(blocks)
-    if order != list(range(len(order))):
-        raise CheckpointError(f"{source}: body blocks {order} are not numbered 0..K-1")
     head_prefix = _head_prefix(state, keys, source)
     anil = head_prefix == "module."
 
@@ -110,24 +86,12 @@ def load(
         origin[f"head.{leaf}"] = head_prefix + leaf
     keys.check_all_used()
 
-    in_channels = tensors["conv1.conv.weight"].shape[1]
-    ways, head_in = tensors["head.weight"].shape
-    channels = [tensors[f"conv{i + 1}.conv.weight"].shape[0] for i in order]
-    kernel = tensors["conv1.conv.weight"].shape[-1]
     pool = (not omniglot_cnn) if max_pool is None else bool(max_pool)
-
-    def spec(size: int) -> NetSpec:
-        blocks_ = tuple(
-            BlockSpec(c, kernel, 1 if pool else 2, 1, (2, 2) if pool else None) for c in channels
-        )
-        readout = "mean" if (not pool and head_in == channels[-1]) else "flatten"
-        return NetSpec(in_channels, size, blocks_, ways, readout=readout)
-
-    net_spec = fit_image_size(spec, head_in, image_size, in_channels)
+    net_spec = _net_spec(tensors, order, pool, image_size)
     if anil:
         lr, steps, which = 0.1, 5, "head"
     else:
-        lr, steps, which = (0.4 if in_channels == 1 else 0.5), 1, "all"
+        lr, steps, which = (0.4 if net_spec.in_channels == 1 else 0.5), 1, "all"
     return make_learner(
         net_spec,
         tensors,
@@ -143,6 +107,54 @@ def load(
             "ignored": "BatchNorm running statistics (batch statistics are used)",
         },
     )
+
+
+def _one_body(state: dict, keys: KeyTracker, source: str) -> tuple[dict, bool]:
+    """The body's blocks ``{i: {part: key}}`` (numbered 0..K-1) and whether the file is an
+    OmniglotCNN, whose ``base.*`` and ``features.1.*`` must be the same tensors (the copies are
+    checked, then ignored)."""
+    groups = _body_groups(state)
+    if not groups:
+        raise CheckpointError(
+            f"{source}: no learn2learn body keys (*.{{i}}.conv.weight, *.{{i}}.normalize.weight)"
+        )
+    omniglot_cnn = "base." in groups
+    first = "base." if omniglot_cnn else sorted(groups)[0]
+    for prefix, blocks in groups.items():
+        if prefix == first:
+            continue
+        for i, parts in blocks.items():
+            for part, key in parts.items():
+                other = groups[first].get(i, {}).get(part)
+                if other is None or not torch.equal(state[other], state[key]):
+                    raise CheckpointError(
+                        f"{source}: {key!r} is not a copy of {other!r}: the file holds two "
+                        "different bodies; save one model's state_dict"
+                    )
+                keys.ignore([key])
+    blocks = groups[first]
+    order = sorted(blocks)
+    if order != list(range(len(order))):
+        raise CheckpointError(f"{source}: body blocks {order} are not numbered 0..K-1")
+    return blocks, omniglot_cnn
+
+
+def _net_spec(tensors: dict, order: list[int], pool: bool, image_size) -> NetSpec:
+    """learn2learn's CNN4 / OmniglotCNN as a :class:`NetSpec` (max-pooled or strided), its image
+    size fitted to the head's width."""
+    in_channels = tensors["conv1.conv.weight"].shape[1]
+    ways, head_in = tensors["head.weight"].shape
+    channels = [tensors[f"conv{i + 1}.conv.weight"].shape[0] for i in order]
+    kernel = tensors["conv1.conv.weight"].shape[-1]
+
+    def spec(size: int) -> NetSpec:
+        blocks = tuple(
+            BlockSpec(c, kernel, 1 if pool else 2, 1, (2, 2) if pool else None) for c in channels
+        )
+        readout = "mean" if (not pool and head_in == channels[-1]) else "flatten"
+        return NetSpec(in_channels, size, blocks, ways, readout=readout)
+
+    return fit_image_size(spec, head_in, image_size, in_channels)
 
 
 def _head_prefix(state: dict, keys: KeyTracker, source: str) -> str:
