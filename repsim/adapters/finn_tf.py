@@ -48,6 +48,29 @@ def load_arrays(
     adapted=None,
     **_,
 ):
+    tensors, origin = _take(arrays, source)
+    net_spec = _net_spec(tensors, image_size, max_pool)
+    alpha = 0.01 if net_spec.in_channels == 3 else 0.4
+    return make_learner(
+        net_spec,
+        tensors,
+        origin,
+        source=source,
+        family="tf-maml",
+        adapted=adapted or "no-norm",
+        inner_lr=net_spec.ways * alpha if inner_lr is None else inner_lr,
+        inner_steps=10 if inner_steps is None else inner_steps,
+        config={
+            "algorithm": "maml",
+            "update_lr_alpha": alpha if inner_lr is None else None,
+            "tf_variables": sorted(arrays),
+        },
+    )
+
+
+def _take(arrays: dict[str, np.ndarray], source: str) -> tuple[dict, dict]:
+    """The TF variables under our names (kernels HWIO -> OIHW, ``w5`` transposed) and, for each,
+    its variable in the file; a variable left over or missing is a :class:`CheckpointError`."""
     state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
     keys = KeyTracker(state, source, "Finn et al. TensorFlow MAML")
     keys.ignore([k for k in state if IGNORED.search(k)])
@@ -85,9 +108,16 @@ def load_arrays(
     tensors["head.bias"] = keys.take(heads["b5"])
     origin.update({"head.weight": heads["w5"], "head.bias": heads["b5"]})
     keys.check_all_used()
+    return tensors, origin
 
+
+def _net_spec(tensors: dict, image_size, max_pool) -> NetSpec:
+    """The original Conv4 as a :class:`NetSpec`: 'SAME' padding, shift-only BatchNorm with
+    TF's eps 1e-3, max-pooled (flattened NHWC) or strided (spatial mean), its image size fitted
+    to the head's width."""
     in_channels = tensors["conv1.conv.weight"].shape[1]
     ways, head_in = tensors["head.weight"].shape
+    n = sum(1 for k in tensors if k.endswith(".conv.weight"))
     channels = [tensors[f"conv{i + 1}.conv.weight"].shape[0] for i in range(n)]
     pool = (head_in != channels[-1]) if max_pool is None else bool(max_pool)
 
@@ -112,19 +142,4 @@ def load_arrays(
             readout="flatten_nhwc" if pool else "mean",
         )
 
-    alpha = 0.01 if in_channels == 3 else 0.4
-    return make_learner(
-        fit_image_size(spec, head_in, image_size, in_channels),
-        tensors,
-        origin,
-        source=source,
-        family="tf-maml",
-        adapted=adapted or "no-norm",
-        inner_lr=ways * alpha if inner_lr is None else inner_lr,
-        inner_steps=10 if inner_steps is None else inner_steps,
-        config={
-            "algorithm": "maml",
-            "update_lr_alpha": alpha if inner_lr is None else None,
-            "tf_variables": sorted(arrays),
-        },
-    )
+    return fit_image_size(spec, head_in, image_size, in_channels)
