@@ -14,7 +14,7 @@ import torch
 from repsim.errors import InputError
 from repsim.rl.train import RLConfig, config_from_preset, heldout_tasks, train, training_tasks
 
-# The trainer before it was split (git HEAD of 2027-01, repsim/rl/train.py), on
+# The trainer before it was split (repsim/rl/train.py before commit 49927e0), on
 # RLConfig(algorithm=..., meta_batch=3, trajectories=4, horizon=20, iterations=2, seed=3): the
 # first iteration's sampled returns before and after adaptation. Only these are pinned: they
 # come before any TRPO step. The step itself (conjugate gradient on a 3-task Fisher) moves by
