@@ -86,31 +86,48 @@ def table2_rows(
     mean ± std over seeds after each number of steps, the paper's number (after one step), the
     scale and whether it is reduced (:func:`reduced_scale`)."""
     from repsim.progress import bar
-    from repsim.rl.checkpoint import load_policy
+
+    runs = [_run_row(p, tasks, seed, steps) for p in bar(checkpoints, "Table 2, RL", unit="policy")]
+    rows = _group_rows(runs, steps)
+    return {
+        "tasks": tasks,
+        "task_seed": seed,
+        "steps": steps,
+        "runs": runs,
+        "rows": rows,
+        "verdicts": _verdicts(rows),
+    }
+
+
+def _run_row(path, tasks: int, seed: int, steps: int) -> dict:
+    """One checkpoint's returns on the fixed test tasks after 0..``steps`` inner steps (mean and
+    95 % half-width over tasks), with its environment, algorithm, seed and scale."""
+    from repsim.checkpoint import read_record
     from repsim.rl.evaluate import evaluate_policy_checkpoint
 
-    runs = []
-    for path in bar(checkpoints, "Table 2, RL", unit="policy"):
-        r = evaluate_policy_checkpoint(path, tasks, max_steps=steps, seed=seed)
-        _, record = load_policy(path)
-        cfg = record["train"]
-        runs.append(
-            {
-                "checkpoint": str(path),
-                "env": cfg["env"],
-                "algorithm": cfg["algorithm"],
-                "seed": cfg["seed"],
-                "iteration": record["iteration"],
-                "scale": {k: cfg[k] for k in ("meta_batch", "trajectories", "iterations")},
-                "return_before": r["steps"][0]["mean"],
-                "return_after": r["steps"][1]["mean"],
-                "return_after_ci95": r["steps"][1]["half_width"],
-                "returns": [  # after 0..steps inner steps: mean and 95 % half-width over tasks
-                    {"inner_steps": k["inner_steps"], "mean": k["mean"], "ci95": k["half_width"]}
-                    for k in r["steps"]
-                ],
-            }
-        )
+    r = evaluate_policy_checkpoint(path, tasks, max_steps=steps, seed=seed)  # validates the file
+    record = read_record(path)
+    cfg = record["train"]
+    return {
+        "checkpoint": str(path),
+        "env": cfg["env"],
+        "algorithm": cfg["algorithm"],
+        "seed": cfg["seed"],
+        "iteration": record["iteration"],
+        "scale": {k: cfg[k] for k in ("meta_batch", "trajectories", "iterations")},
+        "return_before": r["steps"][0]["mean"],
+        "return_after": r["steps"][1]["mean"],
+        "return_after_ci95": r["steps"][1]["half_width"],
+        "returns": [
+            {"inner_steps": k["inner_steps"], "mean": k["mean"], "ci95": k["half_width"]}
+            for k in r["steps"]
+        ],
+    }
+
+
+def _group_rows(runs: list[dict], steps: int) -> list[dict]:
+    """Table 2's rows: per (environment, algorithm), the mean ± std over seeds after each number
+    of inner steps, beside the paper's number and the scale."""
     rows = []
     for env, algorithm in dict.fromkeys((r["env"], r["algorithm"]) for r in runs):
         group = [r for r in runs if (r["env"], r["algorithm"]) == (env, algorithm)]
@@ -137,6 +154,12 @@ def table2_rows(
                 "reduced_scale": reduced_scale(env, scale),
             }
         )
+    return rows
+
+
+def _verdicts(rows: list[dict]) -> dict:
+    """Per environment with both MAML and ANIL: the claim ANIL >= MAML - 1 std, ours and the
+    paper's."""
     verdicts = {}
     by_key = {(r["env"], r["algorithm"]): r for r in rows}
     for env in dict.fromkeys(r["env"] for r in rows):
@@ -152,14 +175,7 @@ def table2_rows(
                     PAPER_TABLE2[(env, "maml")], PAPER_TABLE2[(env, "anil")]
                 ),
             }
-    return {
-        "tasks": tasks,
-        "task_seed": seed,
-        "steps": steps,
-        "runs": runs,
-        "rows": rows,
-        "verdicts": verdicts,
-    }
+    return verdicts
 
 
 def policy_similarity_rows(
