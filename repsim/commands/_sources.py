@@ -261,31 +261,9 @@ def build_tasks(
     ways = args.ways or int(setting(config, "ways", 5))
     shots = args.shots or int(setting(config, "shots", 1))
     queries = args.queries or int(setting(config, "test_queries") or setting(config, "queries", 15))
-    data_dir = _real_data_dir(args.data_dir)
-    if args.probe:
-        classes = load_probe(args.probe, image_shape, invert=args.invert)
-        source = {"source": "probe", "probe": str(args.probe)}
-    elif data_dir is not None:
-        image_mode = setting(config, "image_mode", "grey")
-        classes = data.load_classes(
-            dataset, split, args.part, data_dir, rotations=False, image_mode=image_mode
-        )
-        source = {
-            "source": "dataset",
-            "data_dir": str(data_dir),
-            "dataset": dataset,
-            "split": split,
-            "part": args.part,
-            "image_mode": image_mode,
-        }
-    else:
-        classes = data.load_probe_classes()
-        source = {"source": "shipped probe set"}
-        print(
-            "note: no dataset configured (--data-dir / $REPSIM_DATA); using the shipped probe "
-            "set of Omniglot test-split images",
-            file=sys.stderr,
-        )
+    classes, source = _task_classes(
+        args, dataset, split, setting(config, "image_mode", "grey"), image_shape
+    )
     available = classes.n_per_class - shots
     if available < 1:
         raise InputError(
@@ -307,22 +285,32 @@ def build_tasks(
     rotate = bool(setting(config, "task_rotations", False))  # the protocol it was trained with
     sampler = data.TaskSampler(classes, ways, shots, queries, seed=args.seed, rotate=rotate)
     tasks = [sampler.task(i) for i in range(args.tasks)]
-    meta = {
-        **source,
-        "ways": ways,
-        "shots": shots,
-        "queries": queries,
-        "seed": args.seed,
-        "tasks": args.tasks,
-    }
-    sampler_meta = getattr(sampler, "meta", None)
-    if callable(sampler_meta):
-        sampler_meta = sampler_meta()
-    if isinstance(sampler_meta, dict):
-        meta["sampler"] = sampler_meta  # includes the class set's provenance
-    else:
-        meta["classes"] = dict(getattr(classes, "meta", {}) or {})
+    meta = {**source, "ways": ways, "shots": shots, "queries": queries, "seed": args.seed}
+    meta |= {"tasks": args.tasks, "sampler": sampler.meta}  # with the class set's provenance
     return TaskSource(tasks=tasks, meta=meta)
+
+
+def _task_classes(args, dataset: str, split: str, image_mode: str, image_shape) -> tuple:
+    """The classes the tasks come from, and where from: ``--probe``'s images, else the dataset
+    (``--data-dir`` / ``$REPSIM_DATA``), else the shipped probe set (with a note)."""
+    from repsim import data
+
+    data_dir = _real_data_dir(args.data_dir)
+    if args.probe:
+        classes = load_probe(args.probe, image_shape, invert=args.invert)
+        return classes, {"source": "probe", "probe": str(args.probe)}
+    if data_dir is not None:
+        classes = data.load_classes(
+            dataset, split, args.part, data_dir, rotations=False, image_mode=image_mode
+        )
+        source = {"source": "dataset", "data_dir": str(data_dir), "dataset": dataset}
+        return classes, source | {"split": split, "part": args.part, "image_mode": image_mode}
+    print(
+        "note: no dataset configured (--data-dir / $REPSIM_DATA); using the shipped probe "
+        "set of Omniglot test-split images",
+        file=sys.stderr,
+    )
+    return data.load_probe_classes(), {"source": "shipped probe set"}
 
 
 def checkpoint_label(path: str | Path | None) -> str:
