@@ -435,8 +435,14 @@ def plot_training(
     dashed (right)."""
     plt, sns = _seaborn()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    _freezing_panel(axes[0], rows, sns)
+    _similarity_panel(axes[1], rows, layers, measure, title, sns)
+    return _save(fig, stem, formats)
+
+
+def _freezing_panel(ax, rows: Sequence[dict], sns) -> None:
+    """Figure 3, left: accuracy along training with and without the body frozen, 95% CI bands."""
     its = [r["iteration"] for r in rows]
-    ax = axes[0]
     regimes = {"acc_none": "no freezing", "acc_conv1_4": "conv1-4 frozen"}
     acc_colours = dict(zip(regimes.values(), palette(2)))
     sns.lineplot(
@@ -466,7 +472,12 @@ def plot_training(
         ax, "upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, title="band: 95% CI"
     )
     ax.set_title("Freezing along training", fontsize=9)
-    ax = axes[1]
+
+
+def _similarity_panel(ax, rows: Sequence[dict], layers, measure: str, title: str, sns) -> None:
+    """Figure 3, right: each layer's similarity before vs after adaptation along training, its
+    chance level dashed."""
+    its = [r["iteration"] for r in rows]
     colours = dict(zip(layers, palette(len(layers))))
     sns.lineplot(
         data={
@@ -498,7 +509,6 @@ def plot_training(
     ax.set_ylabel(f"{measure.upper()} before vs after adaptation")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), title="layer (dashed: chance)")
     ax.set_title(title or "Representation change along training", fontsize=9)
-    return _save(fig, stem, formats)
 
 
 def plot_weight_movement(
