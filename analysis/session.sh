@@ -26,7 +26,8 @@ esac
 runs=runs/$campaign resume=checkpoints/$campaign/resume
 loop_pid=runs/.snapshot-$campaign.pid
 
-snapshot() { python analysis/snapshot_runs.py "$runs" "$resume"; }
+snapshot() { nice -n "${1:-0}" python analysis/snapshot_runs.py "$runs" "$resume"; }
+lanes="bash $script $runs"  # as start runs them: the campaign's own lanes, not another's
 
 case ${1:-} in
   start)
@@ -38,7 +39,7 @@ case ${1:-} in
     . .venv/bin/activate
     export REPSIM_DATA=${REPSIM_DATA:-$(cd .. && pwd)/shared/data/omniglot}
     mkdir -p runs
-    if pgrep -f "bash $script" >/dev/null; then
+    if pgrep -fx "$lanes" >/dev/null; then
       echo "a campaign of $script is already running" >&2
     else
       SETTING=$setting nohup bash "$script" "$runs" >>"runs/$campaign.log" 2>&1 &
@@ -48,7 +49,7 @@ case ${1:-} in
       echo "the snapshot loop is already running" >&2
     else
       (
-        while sleep "${SNAPSHOT_EVERY:-1200}"; do nice -n 5 snapshot >/dev/null 2>&1 || true; done
+        while sleep "${SNAPSHOT_EVERY:-1200}"; do snapshot 5 >/dev/null 2>&1 || true; done
       ) >/dev/null 2>&1 &
       echo $! >"$loop_pid"
       echo "snapshot loop: every ${SNAPSHOT_EVERY:-1200} s into $resume"
@@ -57,7 +58,7 @@ case ${1:-} in
   stop)
     . .venv/bin/activate
     if [ -e "$loop_pid" ]; then kill "$(cat "$loop_pid")" 2>/dev/null || true; rm -f "$loop_pid"; fi
-    pkill -f "bash $script" || true  # the lanes' trap stops the trainings and waits for them
+    pkill -fx "$lanes" || true  # the lanes' trap stops the trainings and waits for them
     while pgrep -f "repsim train .*--out $runs/" >/dev/null; do sleep 2; done
     snapshot
     git add -A "$resume"
