@@ -270,3 +270,31 @@ def test_a_maml_only_folder_runs_what_maml_decides_and_removes_stale_tables(
 
     assert table2_rows(quick_run)  # with MAML and ANIL runs the setting tests Table 2 ...
     assert table2_rows(tmp_path) == []  # ... without them its clauses are not evaluated there
+
+
+def test_the_fit_rows_put_training_query_accuracy_beside_validation_from_the_shipped_logs():
+    """Table 2's fit rows (underfitting or overfitting) read a run's metrics log: the training
+    query accuracy is the mean over the last 10 % of the iterations up to the common one, the
+    validation accuracy the last one logged there; checked against the log read directly."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from repsim.reproduce.analyses import _fit
+    from repsim.reproduce.report import _fit_lines
+    from repsim.reproduce.runs import read_manifest
+
+    root = Path(__file__).resolve().parents[1] / "checkpoints" / "paper20"
+    runs = [r for r in read_manifest(root) if r.algorithm in ("maml", "anil")]
+    common = min(r.iterations for r in runs)
+    rp = SimpleNamespace(root=root, common=common)
+    fits = [_fit(rp, r) for r in runs]
+    for run, fit in zip(runs, fits):
+        rows = [json.loads(ln) for ln in (root / run.metrics).read_text().splitlines() if ln]
+        late = [r["accuracy"] for r in rows if "accuracy" in r and 0.9 * common < r["iteration"]]
+        val = [r for r in rows if "val_accuracy" in r and r["iteration"] <= common][-1]
+        assert fit["train_query_accuracy"] == pytest.approx(sum(late) / len(late), rel=1e-12)
+        assert (fit["val_accuracy"], fit["val_iteration"]) == (val["val_accuracy"], common)
+        assert fit["gap"] == pytest.approx(fit["train_query_accuracy"] - fit["val_accuracy"])
+    text = "\n".join(_fit_lines({"iteration": common, "fit": fits}))
+    assert text.count("| MAML seed ") == 3 and text.count("| ANIL seed ") == 3
+    assert _fit_lines({"iteration": common, "fit": []}) == []  # no logs: no table

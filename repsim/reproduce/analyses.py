@@ -285,20 +285,39 @@ def along_training(rp: Reproduction) -> dict:
     )
 
 
-def _final_training_loss(rp: Reproduction, run: Run, tail: float = 0.1) -> float | None:
-    """Mean logged training loss over the last ``tail`` of a run's iterations (up to the
-    common iteration)."""
+def _training_tail(rp: Reproduction, run: Run, key: str, tail: float = 0.1) -> float | None:
+    """Mean of a logged training number (``loss`` or ``accuracy``: the query loss or accuracy
+    after the training inner loop, on the meta-batch's training tasks) over the last ``tail``
+    of a run's iterations, up to the common iteration."""
+    rows = _metrics(rp, run)
+    late = [r[key] for r in rows if key in r and r["iteration"] > (1 - tail) * rp.common]
+    return float(np.mean(late)) if late else None
+
+
+def _metrics(rp: Reproduction, run: Run) -> list[dict]:
+    """A run's metrics log up to the common iteration (none when the run has no log)."""
     from repsim.run_log import read_metrics
 
     if not run.metrics or not (rp.root / run.metrics).exists():
-        return None
-    rows = [
-        r
-        for r in read_metrics(rp.root / run.metrics)
-        if "loss" in r and r["iteration"] <= rp.common
-    ]
-    late = [r["loss"] for r in rows if r["iteration"] > (1 - tail) * rp.common]
-    return float(np.mean(late)) if late else None
+        return []
+    return [r for r in read_metrics(rp.root / run.metrics) if r["iteration"] <= rp.common]
+
+
+def _fit(rp: Reproduction, run: Run) -> dict:
+    """Underfitting or overfitting: a run's query accuracy on its training tasks (the last 10 %
+    of the logged iterations, after the training inner loop) beside its last validation
+    accuracy (fixed validation tasks, the test inner loop), both up to the common iteration."""
+    val = [r for r in _metrics(rp, run) if "val_accuracy" in r]
+    train = _training_tail(rp, run, "accuracy")
+    last = val[-1] if val else None
+    return {
+        "algorithm": run.algorithm,
+        "seed": run.seed,
+        "train_query_accuracy": train,
+        "val_accuracy": last["val_accuracy"] if last else None,
+        "val_iteration": last["iteration"] if last else None,
+        "gap": train - last["val_accuracy"] if last and train is not None else None,
+    }
 
 
 def _curve(rp: Reproduction, run: Run, points: int = 200) -> dict:
@@ -319,7 +338,8 @@ def _curve(rp: Reproduction, run: Run, points: int = 200) -> dict:
 
 def maml_vs_anil(rp: Reproduction) -> dict:
     """Table 2: MAML vs ANIL test accuracy (seeds pooled, at the common iteration), the
-    learning curves' final training losses, and each run's own final accuracy."""
+    learning curves' final training losses, each run's fit (:func:`_fit`) and each run's own
+    final accuracy."""
     from repsim.results import mean_ci
 
     out, rows, losses = {}, [], {}
@@ -331,7 +351,7 @@ def maml_vs_anil(rp: Reproduction) -> dict:
             rows.append(
                 {"algorithm": algorithm, "seed": run.seed, "iteration": rp.common, **mean_ci(a)}
             )
-            losses.setdefault(algorithm, []).append(_final_training_loss(rp, run))
+            losses.setdefault(algorithm, []).append(_training_tail(rp, run, "loss"))
             if run.iterations != rp.common:  # each longer run at its own latest checkpoint too
                 f = mean_ci(rp.accuracies(rp.root / run.final))
                 rows.append(
@@ -356,6 +376,7 @@ def maml_vs_anil(rp: Reproduction) -> dict:
             "iteration": rp.common,
             "summary": out,
             "final_training_loss": losses,
+            "fit": [_fit(rp, run) for run in rp.meta_runs],
             "curves": curves,
         },
         rows,

@@ -151,7 +151,36 @@ def _table2(folder: Path, link: str) -> list[str]:
             lines.append(
                 f"| {k[: -len('_latest')]} at its iteration {v['iteration']} | {_pct(v)} | |"
             )
-    return lines + ["", f"![Figure 5]({link}/{folder.name}/figure5_learning_curves.png)", ""]
+    return (
+        lines
+        + _fit_lines(t2)
+        + ["", f"![Figure 5]({link}/{folder.name}/figure5_learning_curves.png)", ""]
+    )
+
+
+def _fit_lines(t2: dict) -> list[str]:
+    """Each run's query accuracy on its training tasks beside its validation accuracy: a gap
+    near zero says a run underfits its meta-training objective rather than overfits."""
+    fit = [f for f in t2.get("fit", []) if f["gap"] is not None]
+    if not fit:
+        return []
+    lines = [
+        "",
+        f"Underfitting or overfitting, up to iteration {t2['iteration']:,}: the query accuracy "
+        "on the training tasks (the mean over the last 10 % of the iterations, with the "
+        "training inner loop and queries) beside the last validation accuracy (fixed "
+        "validation tasks, with the test inner loop and queries). The two differ in inner "
+        "steps and queries, so the gap is a guide, not a measure of a few points.",
+        "",
+        "| run | training query accuracy (%) | validation accuracy (%), at | gap (points) |",
+        "|---|---|---|---|",
+    ]
+    for f in fit:
+        lines.append(
+            f"| {f['algorithm'].upper()} seed {f['seed']} | {100 * f['train_query_accuracy']:.1f} "
+            f"| {100 * f['val_accuracy']:.1f}, {f['val_iteration']:,} | {100 * f['gap']:+.1f} |"
+        )
+    return lines
 
 
 def _table3(folder: Path, link: str) -> list[str]:
