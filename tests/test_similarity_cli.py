@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -105,6 +106,10 @@ def test_compare_cli_of_a_checkpoint_with_itself_has_a_diagonal_of_one(tmp_path,
     assert main(argv + task_args()) == 0
     for name in ("compare.json", "compare_layers.csv", "compare_matrix.csv"):
         assert (out / name).stat().st_size > 0
+    meta = json.loads((out / "compare.json").read_text())["meta"]
+    for key, ckpt in (("checkpoint_a", a), ("checkpoint_b", b)):  # named as similarity names it
+        assert meta[key]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+        assert meta[key]["name"] == ckpt.name and not Path(meta[key]["path"]).is_absolute()
     for m in ("cca", "cka"):
         assert (out / f"heatmap_{m}.png").stat().st_size > 0
         assert (out / f"heatmap_{m}.pdf").stat().st_size > 0

@@ -324,3 +324,18 @@ def checkpoint_label(path: str | Path | None) -> str:
     if path.name.startswith(("iter_", "last", "final", "best")) and path.parent.name:
         return f"{path.parent.name}/{path.name}"
     return path.name
+
+
+def checkpoint_identity(path, learner, fmt: str) -> dict:
+    """What names a checkpoint in a result: its file name and content digest, never a path of
+    this machine (``results.provenance`` makes the path portable)."""
+    import hashlib
+
+    if path is None:
+        from repsim.checkpoint import DEFAULT_CHECKPOINT
+
+        path = DEFAULT_CHECKPOINT
+    file = Path(path)
+    digest = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
+    config = {k: v for k, v in learner.config.items() if k != "checkpoint"}
+    return {"name": file.name, "path": str(path), "sha256": digest, "format": fmt, "config": config}

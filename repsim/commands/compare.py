@@ -77,16 +77,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     meta = results.provenance(
         command="compare",
-        checkpoint_a={
-            "path": str(args.checkpoint_a),
-            "format": args.format,
-            "config": learner_a.config,
-        },
-        checkpoint_b={
-            "path": str(args.checkpoint_b),
-            "format": args.format_b or args.format,
-            "config": learner_b.config,
-        },
+        checkpoint_a=_sources.checkpoint_identity(args.checkpoint_a, learner_a, args.format),
+        checkpoint_b=_sources.checkpoint_identity(
+            args.checkpoint_b, learner_b, args.format_b or args.format
+        ),
         seed=args.seed,
         measures=measures,
         conv_mode=args.conv_mode,

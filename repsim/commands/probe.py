@@ -89,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from repsim import figures, results
-    from repsim.commands.similarity import _identity
     from repsim.progress import shown
     from repsim.representation import linear_probe
 
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     meta = results.provenance(
         command="probe",
         seed=args.seed,
-        checkpoint=_identity(args.checkpoint, learner, args.format),
+        checkpoint=_sources.checkpoint_identity(args.checkpoint, learner, args.format),
         inner_loop=loop,
         tasks=source.meta,
         probe=probe.settings,

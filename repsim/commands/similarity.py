@@ -149,7 +149,7 @@ def _analyse(path, learner, analysis, args) -> dict:
     seconds["similarity"] += time.perf_counter() - t0
     return {
         "label": _sources.checkpoint_label(path),
-        "identity": _identity(path, learner, args.format),
+        "identity": _sources.checkpoint_identity(path, learner, args.format),
         "iteration": learner.config.get("iteration"),
         "inner_steps": learner.config.get("adapt", {}).get("inner_steps", args.inner_steps),
         "change": change,
@@ -157,21 +157,6 @@ def _analyse(path, learner, analysis, args) -> dict:
         "movement": movement,
         "seconds": seconds,
     }
-
-
-def _identity(path, learner, fmt: str) -> dict:
-    """What names a checkpoint in a result: its file name and content digest, never a path of
-    this machine (``results.provenance`` makes the path portable)."""
-    import hashlib
-
-    if path is None:
-        from repsim.checkpoint import DEFAULT_CHECKPOINT
-
-        path = DEFAULT_CHECKPOINT
-    file = Path(path)
-    digest = hashlib.sha256(file.read_bytes()).hexdigest() if file.is_file() else None
-    config = {k: v for k, v in learner.config.items() if k != "checkpoint"}
-    return {"name": file.name, "path": str(path), "sha256": digest, "format": fmt, "config": config}
 
 
 def _write_one(r: dict, analysis, args, seconds: dict) -> int:
