@@ -136,16 +136,9 @@ def meta_iteration(model, loop, env, cfg: RLConfig, iteration: int) -> dict:
         new_loss, new_kl = surrogate_and_kl(model, loop, detached, on, create_graph=False)
         return float(new_loss), float(new_kl)
 
-    fresh = None
+    check = None
     if due(iteration, cfg.step_check_every):  # sampled with the parameters before the step
-        t0 = time.perf_counter()
-        check_tasks = training_tasks(cfg, iteration + 1)
-        check_seed = _rollout_seed(cfg.seed, iteration, 1)
-        fresh = sample_meta_batch(
-            env, model, loop, check_tasks, cfg.trajectories, cfg.gamma, cfg.gae_tau, check_seed
-        )
-        check_before = evaluate(fresh)[0]
-        check_seconds = time.perf_counter() - t0
+        check = _step_check(model, loop, env, cfg, iteration, evaluate)
     log_std = model.head.log_std.detach().clone()
     t1 = time.perf_counter()
     loss, kl = surrogate_and_kl(model, loop, params, batch, create_graph=True)
@@ -173,15 +166,36 @@ def meta_iteration(model, loop, env, cfg: RLConfig, iteration: int) -> dict:
         "sample_seconds": sample_seconds,
         "optimise_seconds": t2 - t1,
     }
-    if fresh is not None:
-        t3 = time.perf_counter()
-        check_after, check_kl = evaluate(fresh)
-        row.update(
-            check_gain=check_before - check_after,
-            check_kl=check_kl,
-            check_seconds=check_seconds + time.perf_counter() - t3,
-        )
+    if check is not None:
+        row.update(check())
     return row
+
+
+def _step_check(model, loop, env, cfg: RLConfig, iteration: int, evaluate):
+    """The out-of-sample check of an iteration's TRPO step: a fresh meta-batch (the next
+    iteration's tasks, new rollouts) sampled and scored with the parameters before the step.
+    Returns the function to call after the step: it scores the batch again and gives
+    ``check_gain``, ``check_kl`` and ``check_seconds``."""
+    from repsim.rl.metalearn import sample_meta_batch
+
+    t0 = time.perf_counter()
+    tasks, seed = training_tasks(cfg, iteration + 1), _rollout_seed(cfg.seed, iteration, 1)
+    fresh = sample_meta_batch(
+        env, model, loop, tasks, cfg.trajectories, cfg.gamma, cfg.gae_tau, seed
+    )
+    before = evaluate(fresh)[0]
+    spent = time.perf_counter() - t0
+
+    def after() -> dict:
+        t = time.perf_counter()
+        loss, kl = evaluate(fresh)
+        return {
+            "check_gain": before - loss,
+            "check_kl": kl,
+            "check_seconds": spent + time.perf_counter() - t,
+        }
+
+    return after
 
 
 def heldout_returns(model, cfg: RLConfig, env) -> dict:
