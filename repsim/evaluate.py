@@ -129,14 +129,16 @@ def evaluate_checkpoint(
     part: str = "test",
     shots: int | None = None,
     progress: bool = False,
+    inner_lr: float | None = None,
 ) -> dict:
-    """Load a checkpoint and score it on its test split; see :func:`evaluate_model`."""
+    """Load a checkpoint and score it on its test split; see :func:`evaluate_model`
+    (``inner_steps`` / ``inner_lr``: override the recorded test-time steps and rate)."""
     from repsim.checkpoint import load_checkpoint
 
     model, record = load_checkpoint(path)
     sampler = test_sampler_for(record, data_dir, part, shots=shots, seed=seed)
     result = evaluate_model(
-        model, record, sampler, tasks, freeze, head, inner_steps, progress=progress
+        model, record, sampler, tasks, freeze, head, inner_steps, inner_lr, progress=progress
     )
     result["checkpoint"] = str(path)
     result["sampler"] = {
@@ -153,9 +155,22 @@ def freeze_sweep(
     seed: int = 0,
     inner_steps: int | None = None,
     progress: bool = False,
+    inner_lr: float | None = None,
 ) -> list[dict]:
-    """Accuracy with test-time freezing of none, conv1, conv1-2, conv1-3 and conv1-4 (Table 1)."""
+    """Accuracy with test-time freezing of none, conv1, conv1-2, conv1-3 and conv1-4 (Table 1);
+    ``inner_lr`` overrides the recorded rate for every row (e.g. to see whether a frozen
+    body's head-only adaptation is limited by a rate that was tuned for the whole network)."""
     return [
-        evaluate_checkpoint(path, tasks, k, "adapt", inner_steps, data_dir, seed, progress=progress)
+        evaluate_checkpoint(
+            path,
+            tasks,
+            k,
+            "adapt",
+            inner_steps,
+            data_dir,
+            seed,
+            progress=progress,
+            inner_lr=inner_lr,
+        )
         for k in range(5)
     ]

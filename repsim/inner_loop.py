@@ -35,6 +35,7 @@ Two paths compute the same meta-gradient:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -93,7 +94,7 @@ class InnerLoop:
             cross-entropy.
 
     Raises:
-        InputError: ``steps < 0``.
+        InputError: ``steps < 0``, or ``lr`` negative or not finite.
 
     Example::
 
@@ -111,6 +112,8 @@ class InnerLoop:
         object.__setattr__(self, "names", tuple(self.names))
         if self.steps < 0:
             raise InputError(f"inner steps must be >= 0, got {self.steps}")
+        if not (math.isfinite(self.lr) and self.lr >= 0):  # a negative rate ascends the loss
+            raise InputError(f"the inner learning rate must be finite and >= 0, got {self.lr}")
 
     @classmethod
     def from_record(

@@ -140,3 +140,30 @@ def test_similarity_of_a_folder_runs_every_checkpoint_on_one_task_set(tmp_path, 
 def test_a_folder_without_checkpoints_is_a_clean_error(tmp_path, capsys):
     assert main(["similarity", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "holds no *.safetensors checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_the_inner_rate_can_be_overridden_at_test_and_a_zero_rate_makes_freezing_irrelevant(
+    tmp_path, omniglot_data_dir, capsys
+):
+    """``--inner-lr`` replaces the recorded rate: at rate 0 no parameter moves, so every
+    freezing setting scores exactly as 0 inner steps do; a negative rate is a clear error."""
+    from test_similarity_cli import tiny_checkpoint  # tests/ is on sys.path under pytest
+
+    from repsim.evaluate import evaluate_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "t.safetensors", algorithm="maml")
+    data = ["--data-dir", str(omniglot_data_dir)]
+    unmoved = evaluate_checkpoint(ckpt, tasks=3, inner_steps=0, data_dir=omniglot_data_dir)
+    out = tmp_path / "sweep"
+    argv = ["freeze-sweep", str(ckpt), "--tasks", "3", "--inner-lr", "0", "--out", str(out)]
+    assert main(argv + data) == 0
+    rows = json.loads((out / "freeze_sweep.json").read_text())["rows"]
+    assert [r["frozen"] for r in rows] == ["none", "conv1", "conv1-2", "conv1-3", "conv1-4"]
+    assert all(r["inner_lr"] == 0.0 and r["accuracy"] == unmoved["accuracy"] for r in rows)
+    assert "at rate 0" in capsys.readouterr().out
+
+    assert main(["evaluate", str(ckpt), "--tasks", "3", "--inner-lr", "0.5", "--json"] + data) == 0
+    assert json.loads(capsys.readouterr().out)["inner_lr"] == 0.5
+    assert main(["evaluate", str(ckpt), "--tasks", "3", "--inner-lr", "-1"] + data) == 2
+    assert "learning rate must be finite and >= 0" in capsys.readouterr().err

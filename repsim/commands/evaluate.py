@@ -36,6 +36,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--head", choices=("adapt", "nil"), default="adapt")
     p.add_argument("--inner-steps", type=int, default=None, help="default: recorded (10)")
+    p.add_argument("--inner-lr", type=float, default=None, help="default: recorded")
     p.add_argument("--shots", type=int, default=None, help="default: the checkpoint's")
     p.add_argument("--part", default="test")
     p.add_argument("--seed", type=int, default=0)
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         args.part,
         args.shots,
         progress=shown(not args.json),  # a bar on a terminal, none in a log
+        inner_lr=args.inner_lr,
     )
     if args.json:
         print(json.dumps({k: v for k, v in r.items() if k != "per_task"}, indent=2))
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{args.checkpoint}: {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} % "
             f"({r['tasks']} tasks, {s['ways']}-way {s['shots']}-shot, head={r['head']}, "
-            f"frozen={frozen}, {r['inner_steps']} inner steps)"
+            f"frozen={frozen}, {r['inner_steps']} inner steps at rate {r['inner_lr']:g})"
         )
     return 0
 
@@ -94,6 +96,7 @@ def _run_rl(args: argparse.Namespace) -> int:
         args.freeze,
         args.seed,
         progress=shown(not args.json),
+        inner_lr=args.inner_lr,
     )
     if args.json:
         print(json.dumps({k: v for k, v in r.items() if k != "per_task"}, indent=2))

@@ -20,7 +20,13 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("--tasks", type=int, default=600)
-    p.add_argument("--inner-steps", type=int, default=None)
+    p.add_argument("--inner-steps", type=int, default=None, help="default: recorded (10)")
+    p.add_argument(
+        "--inner-lr",
+        type=float,
+        default=None,
+        help="default: recorded; e.g. a smaller rate for a frozen body's head-only adaptation",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/freeze_sweep")
     p.set_defaults(func=run)
@@ -40,11 +46,20 @@ def run(args: argparse.Namespace) -> int:
     from repsim.provenance import code_version, portable_path
 
     rows = freeze_sweep(
-        args.checkpoint, args.tasks, args.data_dir, args.seed, args.inner_steps, progress=shown()
+        args.checkpoint,
+        args.tasks,
+        args.data_dir,
+        args.seed,
+        args.inner_steps,
+        progress=shown(),
+        inner_lr=args.inner_lr,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"Test-time freezing, {args.checkpoint}, {args.tasks} tasks, mean ± 95% CI")
+    print(
+        f"Test-time freezing, {args.checkpoint}, {args.tasks} tasks, {rows[0]['inner_steps']} "
+        f"inner steps at rate {rows[0]['inner_lr']:g}, mean ± 95% CI"
+    )
     print("| frozen | accuracy (%) |\n|---|---|")
     for label, r in zip(FREEZE_LABELS, rows):
         print(f"| {label} | {100 * r['accuracy']:.2f} ± {100 * r['ci95']:.2f} |")

@@ -73,15 +73,17 @@ def evaluate_policy_checkpoint(
     seed: int = 0,
     workers: int = 1,
     progress: bool = False,
+    inner_lr: float | None = None,
 ) -> dict:
     """Returns before and after 1..``max_steps`` inner steps, mean ± 95 % CI over ``tasks``
     fixed test tasks; ``trajectories`` defaults to the recorded per-task batch, ``freeze=k``
-    keeps fc1..fck fixed in the inner loop; ``progress`` shows a bar over the rollouts."""
+    keeps fc1..fck fixed in the inner loop, ``inner_lr`` overrides the recorded rate;
+    ``progress`` shows a bar over the rollouts."""
     from repsim.rl.checkpoint import load_policy
 
     model, record = load_policy(path)
     cfg = record["train"]
-    loop = InnerLoop.from_record(model, record, freeze=freeze)
+    loop = InnerLoop.from_record(model, record, freeze=freeze, lr=inner_lr)
     env = env_for(cfg, workers)
     try:
         returns = adaptation_returns(
@@ -107,6 +109,7 @@ def evaluate_policy_checkpoint(
         "tasks": tasks,
         "trajectories": trajectories or cfg["trajectories"],
         "freeze": freeze,
+        "inner_lr": loop.lr,
         "adapted": list(loop.names),
         "steps": steps,
         "per_task": returns.tolist(),
