@@ -16,6 +16,7 @@
 #   2dnav/{maml,anil}_s{seed}          rl-2dnav: 20 tasks x 20 trajectories, 500 iterations
 #   ablations/2dnav_logstd-meta_*_s0   the same with --log-std meta (the log-std not adapted)
 #   ablations/2dnav_mb40_*_s0          the same with --meta-batch 40 (cbfinn's point script)
+#   ablations/2dnav_logstd-fixed_*_s0  the same with --log-std fixed (no loop trains the std)
 #   cheetah-{dir,vel}/{maml,anil}_s{seed}
 #                                      10 tasks x 20 trajectories x 200 iterations, horizon 200,
 #                                      held-out 10 tasks x 10 trajectories
@@ -59,6 +60,8 @@ ablations() {  # ablations ALGORITHM
     "--iterations $NAV_IT --log-std meta"
   echo "ablations/2dnav_mb40_${1}_s0|--preset rl-2dnav --algorithm $1 --seed 0" \
     "--iterations $NAV_IT --meta-batch 40"
+  echo "ablations/2dnav_logstd-fixed_${1}_s0|--preset rl-2dnav --algorithm $1 --seed 0" \
+    "--iterations $NAV_IT --log-std fixed"
 }
 
 # shellcheck source=analysis/lanes.sh

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from repsim.cli import main
 from repsim.errors import InputError
@@ -108,6 +109,20 @@ def test_log_std_meta_option_keeps_the_log_std_out_of_the_inner_loop(tmp_path):
     assert learner.config["model"]["adapt_log_std"] is False
     assert learner.inner_loop.names == ("head.weight", "head.bias")
     assert learner.inner_loop.head_only
+
+
+def test_log_std_fixed_option_trains_everything_but_the_log_std(tmp_path):
+    from repsim.checkpoint import read_checkpoint
+
+    argv = ["train", "--preset", "rl-2dnav-cpu", "--algorithm", "maml", "--iterations", "2"]
+    assert main(argv + TINY + ["--log-std", "fixed", "--out", str(tmp_path)]) == 0
+    tensors, record = read_checkpoint(tmp_path / "final.safetensors")
+    assert record["train"]["train_log_std"] is False
+    assert record["train"]["adapt_log_std"] is False
+    assert torch.equal(tensors["head.log_std"], torch.zeros(2))  # log 1, as initialised
+    rows = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").open()]
+    assert any(r["accepted"] for r in rows)  # the TRPO steps moved the other weights
+    assert all(r["log_std"] == 0.0 and r["log_std_adapted"] == 0.0 for r in rows)
 
 
 def test_train_refuses_options_that_the_preset_does_not_use(tmp_path, capsys):

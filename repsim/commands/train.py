@@ -162,10 +162,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     rl.add_argument("--workers", type=int, default=None, help="HalfCheetah sampling processes")
     rl.add_argument(
         "--log-std",
-        choices=("head", "meta"),
+        choices=("head", "meta", "fixed"),
         default=None,
         help="head (default): the inner loop adapts the log-std with the head; "
-        "meta: only the outer loop trains it",
+        "meta: only the outer loop trains it; fixed: nothing trains it (it stays at 0, "
+        "a diagnostic, not MAML-RL's protocol)",
     )
     rl.add_argument(
         "--goal-tolerance",
@@ -228,14 +229,19 @@ def _run_rl(args: argparse.Namespace) -> int:
         k for k in args.config_fields if k not in RL_SHARED and k not in SHARED
     )
     _refuse(args, classification_only, "meta-RL presets do not use")
-    log_std = {"head": True, "meta": False, None: None}[args.log_std]
+    adapt, trained = {"head": (True, True), "meta": (False, True), "fixed": (False, False)}.get(
+        args.log_std, (None, None)
+    )
     keys = ("algorithm", "meta_batch", "trajectories", "horizon", "inner_lr", "inner_steps")
     keys += ("test_inner_steps", "max_kl", "iterations", "seed", "workers", "save_every")
     keys += ("threads",)  # the shared option, applied once in cli.main
     keys += ("goal_tolerance", "hidden", "nonlinearity", "heldout_every", "heldout_tasks")
     keys += ("heldout_trajectories", "step_check_every")
     cfg = config_from_preset(
-        args.preset, adapt_log_std=log_std, **{k: getattr(args, k) for k in keys}
+        args.preset,
+        adapt_log_std=adapt,
+        train_log_std=trained,
+        **{k: getattr(args, k) for k in keys},
     )
     final = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if args.save_as:

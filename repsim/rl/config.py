@@ -42,6 +42,9 @@ class RLConfig:
     hidden: int = 100
     nonlinearity: str = "relu"  # of the hidden layers (pytorch-maml-rl: tanh)
     adapt_log_std: bool = True  # the log-std counts as head (see repsim.rl.policy)
+    # False: no loop trains the log-std, which stays at log 1 = 0 (--log-std fixed: a diagnostic
+    # of the 2D-Navigation drift, docs/meta-rl.md; MAML-RL trains it)
+    train_log_std: bool = True
     iterations: int = 500
     seed: int = 0
     workers: int = 1  # sampling processes for HalfCheetah (gymnasium AsyncVectorEnv when > 1)
@@ -78,6 +81,11 @@ class RLConfig:
             raise InputError(
                 "trajectories and heldout_trajectories must be at least 2 (advantages are "
                 "normalised)"
+            )
+        if self.adapt_log_std and not self.train_log_std:
+            raise InputError(
+                "a log-std that the outer loop does not train cannot be adapted in the inner "
+                "loop: set adapt_log_std=False with train_log_std=False (--log-std fixed)"
             )
         if self.heldout_tasks < 1:
             raise InputError(f"heldout_tasks must be at least 1, got {self.heldout_tasks}")

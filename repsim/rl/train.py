@@ -142,8 +142,9 @@ def meta_iteration(model, loop, env, cfg: RLConfig, iteration: int) -> dict:
     log_std = model.head.log_std.detach().clone()
     t1 = time.perf_counter()
     loss, kl = surrogate_and_kl(model, loop, params, batch, create_graph=True)
+    trained = [p for n, p in params.items() if cfg.train_log_std or n != "head.log_std"]
     step = trpo_step(
-        list(params.values()),
+        trained,
         loss,
         kl,
         evaluate,
