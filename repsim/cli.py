@@ -87,3 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # a trainer's Stopped says where the run was saved
         print(f"repsim {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 128 + getattr(exc, "signum", 2)
+    except BrokenPipeError:  # `repsim evaluate ... | head`: the reader left, nothing is wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # 128 + SIGPIPE, as a shell reports it
