@@ -44,6 +44,7 @@ def test_the_diagnostics_of_a_constructed_log_are_its_known_values():
     assert d["in_batch_final"] == pytest.approx((4 + 3 + 2 + 1 + 0) / 5)
     assert d["heldout_peak"] == -21.0 and d["heldout_peak_iteration"] == 10
     assert d["heldout_final"] == -24.0 and d["heldout_final_ci95"] == 2.0
+    assert d["heldout_late_mean"] == pytest.approx(-23.5)  # iterations 30 and 40
     assert d["heldout_first_step_gain"] == 6.0 and d["heldout_second_step_gain"] == 9.0
     assert d["log_std_first"] == 0.0 and d["log_std_final"] == pytest.approx(-0.39)
     # older logs have no surrogate_gain: loss_before - loss_after

@@ -49,6 +49,7 @@ QUANTITIES = {
     "heldout_peak_iteration": "iteration of the held-out peak",
     "heldout_final": "held-out return after 1 step: last",
     "heldout_final_ci95": "its 95 % half-width over the held-out tasks",
+    "heldout_late_mean": "held-out return after 1 step: mean over the second half",
     "heldout_first_step_gain": "held-out after 1 step - before, last",
     "heldout_second_step_gain": "held-out after 2 steps - after 1, last",
     "log_std_first": "log-std (mean over action dimensions), first iteration",
@@ -112,6 +113,9 @@ def run_diagnostics(rows: Sequence[dict], window: int = WINDOW) -> dict:
             heldout_final_ci95=final["heldout_ci95"][1],
             heldout_first_step_gain=final["heldout_after_1"] - final["heldout_before"],
         )
+        late_held = [r["heldout_after_1"] for r in held if r["iteration"] > last / 2]
+        if late_held:
+            out["heldout_late_mean"] = float(np.mean(late_held))
         if final.get("heldout_after_2") is not None:
             out["heldout_second_step_gain"] = final["heldout_after_2"] - final["heldout_after_1"]
     if train[0].get("log_std") is not None:
