@@ -7,8 +7,8 @@ Usage::
 
 For each policy checkpoint (default: the shipped 2D-Navigation policies) and each log-std
 (``as trained`` first), the return on the 40 fixed test tasks before adaptation and after 1 and
-2 inner steps (``repsim.rl.evaluate.adaptation_returns``, the function ``repsim evaluate``
-uses, with the recorded inner loop and its rate). Only ``head.log_std`` changes: the mean
+2 inner steps (``repsim.rl.evaluate.evaluate_policy_checkpoint``, what ``repsim evaluate``
+runs, with the recorded inner loop and its rate). Only ``head.log_std`` changes: the mean
 network is the trained one. A reset that raises the return after adaptation well above the
 trained std's says the shrunken std is what limits the adaptation (reading (c) of
 ``repsim.rl.drift``); writes ``OUT/rl_std_reset.json|csv`` and prints a table of the mean ± std
@@ -23,11 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from repsim.inner_loop import InnerLoop
 from repsim.results import provenance, write_csv, write_json
 from repsim.rl.checkpoint import load_policy
-from repsim.rl.envs import env_for
-from repsim.rl.evaluate import adaptation_returns, evaluation_tasks
+from repsim.rl.evaluate import evaluate_policy_checkpoint
 from repsim.rl.report import policy_checkpoints
 
 STEPS = 2
@@ -35,27 +33,8 @@ STEPS = 2
 
 def reset_returns(path: Path, log_std: float | None, tasks: int) -> list[float]:
     """Mean return over ``tasks`` test tasks before and after 1..STEPS inner steps."""
-    model, record = load_policy(path)
-    if log_std is not None:
-        with torch.no_grad():
-            model.head.log_std.fill_(log_std)
-    cfg = record["train"]
-    loop = InnerLoop.from_record(model, record)
-    env = env_for(cfg, 1)
-    try:
-        returns = adaptation_returns(
-            model,
-            loop,
-            env,
-            evaluation_tasks(cfg["env"], tasks),
-            cfg["trajectories"],
-            STEPS,
-            cfg["gamma"],
-            cfg["gae_tau"],
-        )
-    finally:
-        env.close()
-    return returns.mean(dim=1).tolist()
+    result = evaluate_policy_checkpoint(path, tasks, max_steps=STEPS, log_std=log_std)
+    return [step["mean"] for step in result["steps"]]
 
 
 def main() -> int:

@@ -74,14 +74,19 @@ def evaluate_policy_checkpoint(
     workers: int = 1,
     progress: bool = False,
     inner_lr: float | None = None,
+    log_std: float | None = None,
 ) -> dict:
     """Returns before and after 1..``max_steps`` inner steps, mean ± 95 % CI over ``tasks``
     fixed test tasks; ``trajectories`` defaults to the recorded per-task batch, ``freeze=k``
     keeps fc1..fck fixed in the inner loop, ``inner_lr`` overrides the recorded rate;
-    ``progress`` shows a bar over the rollouts."""
+    ``progress`` shows a bar over the rollouts; ``log_std`` sets the policy's log-std to this
+    value before adapting (the mean network stays the trained one)."""
     from repsim.rl.checkpoint import load_policy
 
     model, record = load_policy(path)
+    if log_std is not None:
+        with torch.no_grad():
+            model.head.log_std.fill_(log_std)
     cfg = record["train"]
     loop = InnerLoop.from_record(model, record, freeze=freeze, lr=inner_lr)
     env = env_for(cfg, workers)
