@@ -85,3 +85,9 @@ def test_write_rl_results_gives_rows_beside_the_paper_and_learning_curves(tmp_pa
             tmp_path / "again", [shipped / maml0["checkpoint"]], tasks=3, similarity_tasks=0
         )["runs"][0]["return_after"]
     )  # deterministic
+    two = write_rl_results(tmp_path / "two", found, tasks=3, similarity_tasks=2, chance=1, jobs=2)
+    assert two["runs"] == data["runs"]  # two policies at a time: the same numbers
+    assert (
+        json.loads((tmp_path / "two" / "rl_similarity.json").read_text())["summary"]
+        == (sim["summary"])
+    )

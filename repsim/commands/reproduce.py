@@ -54,8 +54,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         choices=(1, 2),
         default=1,
         help="processes per setting: 2 runs the similarity and the accuracy analyses side by "
-        "side, each with --threads threads; the speed timing runs alone after them "
-        "(default 1)",
+        "side, each with --threads threads; the speed timing runs alone after them; "
+        "the meta-RL policies are evaluated two at a time (default 1)",
     )
     p.add_argument(
         "--along",

@@ -60,7 +60,8 @@ def reproduce(
     claims and render the report over every setting under ``OUT/results`` (so a setting can be
     redone alone: ``ckpt_dirs=[]`` only re-evaluates and re-renders); returns the report's
     path. ``jobs=2`` runs a setting's analyses in two processes
-    (:func:`repsim.reproduce.analyses.run_setting`). ``along``: also repeat the analyses that
+    (:func:`repsim.reproduce.analyses.run_setting`) and evaluates two policies at a time
+    (:func:`repsim.rl.report.write_rl_results`). ``along``: also repeat the analyses that
     the claims read at every iteration a folder's runs share, at the reduced sizes of
     :meth:`Settings.along` (:func:`repsim.reproduce.analyses.run_along`), so that the report
     traces every clause along training."""
@@ -88,6 +89,7 @@ def reproduce(
                 similarity_tasks=settings.similarity_tasks,
                 chance=settings.chance_permutations,
                 ablations=policy_checkpoints(Path(rl_dir) / "ablations"),
+                jobs=jobs,
             )
     return evaluate_and_report(out, progress)
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -712,8 +710,7 @@ ALONE = ("Speed",)
 ALONG = ("Figure 2", "Table 1", "Table 2", "Table 3", "Table 4", "Table 5")
 
 
-def _run_group(ckpt_dir, out, settings, progress, only, threads, at=None) -> None:
-    torch.set_num_threads(threads)  # a spawned process starts with torch's default (all cores)
+def _run_group(ckpt_dir, out, settings, progress, only, at=None) -> None:
     run_all(Reproduction(ckpt_dir, out, settings, progress, at), only)
 
 
@@ -747,22 +744,17 @@ def run_setting(
     of :data:`PARALLEL_GROUPS` side by side, each process with this process's torch thread
     count; returns the setting's results folder. ``at``: the :data:`ALONG` analyses with every
     run at that iteration, into ``<setting>/along/<at>/``."""
+    from repsim.processes import process_pool, spawn_blocker
+
     rp = Reproduction(ckpt_dir, out, settings, progress, at)
     only = ALONG if at is not None else None
-    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    if jobs >= 2 and main_file is not None and not os.path.exists(main_file):
-        # a spawned process re-imports __main__: a script read from stdin cannot be
-        rp.say(f"one process: __main__ is {main_file!r}, which a second process cannot import")
+    if jobs >= 2 and (blocker := spawn_blocker()) is not None:
+        rp.say(f"one process: {blocker}")
         jobs = 1
     if jobs < 2:
         run_all(rp, only)
         return rp.results
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    threads = torch.get_num_threads()
-    context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
-    with ProcessPoolExecutor(len(PARALLEL_GROUPS), mp_context=context) as pool:
+    with process_pool(len(PARALLEL_GROUPS)) as pool:
         done = [
             pool.submit(
                 _run_group,
@@ -771,7 +763,6 @@ def run_setting(
                 settings,
                 progress,
                 tuple(t for t in group if only is None or t in only),
-                threads,
                 at,
             )
             for group in PARALLEL_GROUPS

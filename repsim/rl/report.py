@@ -79,15 +79,22 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def table2_rows(
-    checkpoints: Sequence[str | Path], tasks: int = 40, seed: int = 0, steps: int = 3
+    checkpoints: Sequence[str | Path],
+    tasks: int = 40,
+    seed: int = 0,
+    steps: int = 3,
+    jobs: int = 1,
 ) -> dict:
     """Evaluate ``checkpoints`` before and after 1..``steps`` inner steps (mean ± 95 % CI over
     the fixed test tasks) and group them into Table 2 rows: per (environment, algorithm) the
     mean ± std over seeds after each number of steps, the paper's number (after one step), the
-    scale and whether it is reduced (:func:`reduced_scale`)."""
-    from repsim.progress import bar
+    scale and whether it is reduced (:func:`reduced_scale`). ``jobs``: evaluate that many
+    checkpoints at a time, each in its own process (:func:`repsim.processes.map_jobs`; the
+    numbers do not depend on it)."""
+    from repsim.processes import map_jobs
 
-    runs = [_run_row(p, tasks, seed, steps) for p in bar(checkpoints, "Table 2, RL", unit="policy")]
+    args = [(p, tasks, seed, steps) for p in checkpoints]
+    runs = map_jobs(_run_row, args, jobs, "Table 2, RL", "policy")
     rows = _group_rows(runs, steps)
     return {
         "tasks": tasks,
@@ -179,24 +186,23 @@ def _verdicts(rows: list[dict]) -> dict:
 
 
 def policy_similarity_rows(
-    checkpoints: Sequence[str | Path], tasks: int = 20, chance: int = 3, seed: int = 0
+    checkpoints: Sequence[str | Path],
+    tasks: int = 20,
+    chance: int = 3,
+    seed: int = 0,
+    jobs: int = 1,
 ) -> dict:
     """The RL version of Figure 2 (new: the paper reports no RL similarity): each policy
     layer's similarity before vs after adaptation (:func:`repsim.rl.similarity.policy_similarity`
     on the states the adapted policy visits), with each measure's chance level, pooled over
-    the seeds of every (environment, algorithm)."""
-    from repsim.progress import bar
+    the seeds of every (environment, algorithm); ``jobs`` as in :func:`table2_rows`."""
+    from repsim.processes import map_jobs
     from repsim.results import summarise
-    from repsim.rl.similarity import policy_similarity
 
     records: dict[tuple[str, str], list[dict]] = {}
-    for path in bar(checkpoints, "RL similarity", unit="policy"):
-        change, meta = policy_similarity(
-            path, tasks, measures=RL_MEASURES, seed=seed, chance=chance
-        )
-        key = (meta["env"], meta["algorithm"])
-        seed_of = Path(path).stem.rsplit("seed", 1)[-1]
-        records.setdefault(key, []).extend({**r, "seed": seed_of} for r in change.records)
+    args = [(p, tasks, seed, chance) for p in checkpoints]
+    for key, recs in map_jobs(_similarity_records, args, jobs, "RL similarity", "policy"):
+        records.setdefault(key, []).extend(recs)
     summary = []
     for (env, algorithm), recs in records.items():
         chance_of = (
@@ -218,6 +224,15 @@ def policy_similarity_rows(
         "states": "visited by the adapted policy",
         "summary": summary,
     }
+
+
+def _similarity_records(path, tasks: int, seed: int, chance: int) -> tuple[tuple, list[dict]]:
+    """One checkpoint's similarity records (each with its seed) and its (env, algorithm)."""
+    from repsim.rl.similarity import policy_similarity
+
+    change, meta = policy_similarity(path, tasks, measures=RL_MEASURES, seed=seed, chance=chance)
+    seed_of = Path(path).stem.rsplit("seed", 1)[-1]
+    return (meta["env"], meta["algorithm"]), [{**r, "seed": seed_of} for r in change.records]
 
 
 # The rows of the learning-curve figure: (title, {policy: metrics key}).
@@ -345,6 +360,7 @@ def write_rl_results(
     similarity_tasks: int = 20,
     chance: int = 3,
     ablations: Sequence[str | Path] | None = None,
+    jobs: int = 1,
 ) -> dict:
     """Table 2's RL rows (``rl_table2.json|csv``: after 0..``steps`` inner steps), the learning
     curves (``rl_learning_curves.png|pdf``), the RL version of Figure 2
@@ -352,7 +368,8 @@ def write_rl_results(
     .png|pdf``; none with ``similarity_tasks=0``) and the drift diagnostics of the runs and of
     the ``ablations`` (policy checkpoints of other settings, in no table: ``rl_drift.json|csv|
     png``, :mod:`repsim.rl.drift`) into ``out_dir``. Without ``checkpoints``, those shipped in
-    ``checkpoints/rl`` and ``checkpoints/rl/ablations``."""
+    ``checkpoints/rl`` and ``checkpoints/rl/ablations``. ``jobs``: evaluate that many
+    policies at a time (:func:`table2_rows`)."""
     from repsim import results
     from repsim.figures import plot_layer_similarity
     from repsim.provenance import portable_path
@@ -365,7 +382,7 @@ def write_rl_results(
         ablations = policy_checkpoints(RL_CHECKPOINT_DIR / "ablations")
     checkpoints = [Path(p) for p in checkpoints]
     out = Path(out_dir)
-    table = table2_rows(checkpoints, tasks, seed, steps)
+    table = table2_rows(checkpoints, tasks, seed, steps, jobs)
     curves: dict[tuple[str, str], list[list[dict]]] = {}
     for run in table["runs"]:
         path = Path(run["checkpoint"])
@@ -380,7 +397,7 @@ def write_rl_results(
     results.write_json(out / "rl_table2.json", data)
     results.write_csv(out / "rl_table2.csv", [_flat_row(r) for r in table["rows"]])
     if similarity_tasks:
-        sim = policy_similarity_rows(checkpoints, similarity_tasks, chance, seed)
+        sim = policy_similarity_rows(checkpoints, similarity_tasks, chance, seed, jobs)
         drawn = []
         for env, algorithm in dict.fromkeys((r["env"], r["algorithm"]) for r in sim["summary"]):
             rows = [r for r in sim["summary"] if (r["env"], r["algorithm"]) == (env, algorithm)]
