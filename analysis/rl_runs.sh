@@ -17,6 +17,7 @@
 #   ablations/2dnav_logstd-meta_*_s0   the same with --log-std meta (the log-std not adapted)
 #   ablations/2dnav_mb40_*_s0          the same with --meta-batch 40 (cbfinn's point script)
 #   ablations/2dnav_logstd-fixed_*_s0  the same with --log-std fixed (no loop trains the std)
+#   ablations/2dnav_lvc_*_s0           the same with --inner-loss lvc (ProMP's meta-gradient)
 #   cheetah-{dir,vel}/{maml,anil}_s{seed}
 #                                      10 tasks x 20 trajectories x 200 iterations, horizon 200,
 #                                      held-out 10 tasks x 10 trajectories
@@ -62,6 +63,8 @@ ablations() {  # ablations ALGORITHM
     "--iterations $NAV_IT --meta-batch 40"
   echo "ablations/2dnav_logstd-fixed_${1}_s0|--preset rl-2dnav --algorithm $1 --seed 0" \
     "--iterations $NAV_IT --log-std fixed"
+  echo "ablations/2dnav_lvc_${1}_s0|--preset rl-2dnav --algorithm $1 --seed 0" \
+    "--iterations $NAV_IT --inner-loss lvc"
 }
 
 # shellcheck source=analysis/lanes.sh

@@ -19,6 +19,7 @@ from repsim.rl.policy import (
     PolicyConfig,
     kl_divergence,
     log_prob,
+    lvc_loss,
     reinforce_loss,
 )
 from repsim.rl.returns import discounted_returns, fit_linear_baseline, gae, normalise
@@ -106,6 +107,44 @@ def test_policy_gradient_inner_step_matches_a_finite_difference_gradient_in_floa
             ) / (2 * eps)
         step = (params[name] - fast[name]).reshape(-1) / loop.lr
         assert torch.allclose(step, fd, rtol=1e-6, atol=1e-8), name
+
+
+def test_lvc_loss_takes_reinforces_step_and_adds_the_sampling_term_to_its_hessian():
+    """ProMP's LVC loss: the same gradient as REINFORCE, and a Hessian larger by
+    -mean(grad log pi grad log pi^T * A), computed here from per-step gradients."""
+    model = _tiny_policy()
+    obs, actions, adv = _synthetic_batch()
+    params = _params(model)
+    names = list(params)
+    shapes = [params[n].shape for n in names]
+    sizes = [params[n].numel() for n in names]
+
+    def unflat(v):
+        return dict(zip(names, (t.view(s) for t, s in zip(v.split(sizes), shapes))))
+
+    def loss_of(loss):
+        return lambda v: loss(functional_call(model, unflat(v), (obs,)), (actions, adv))
+
+    flat = torch.cat([params[n].reshape(-1) for n in names])
+    reinforce, lvc = loss_of(reinforce_loss), loss_of(lvc_loss)
+    assert torch.allclose(lvc(flat), -adv.mean(), atol=1e-12)  # the ratio is 1 in value
+    g_r = torch.func.grad(reinforce)(flat)
+    assert torch.allclose(g_r, torch.func.grad(lvc)(flat), atol=1e-12)
+    h_r, h_lvc = torch.func.hessian(reinforce)(flat), torch.func.hessian(lvc)(flat)
+
+    # the per-step score vectors grad log pi(a_t | s_t), one row per (t, b)
+    def logp(v):
+        return log_prob(functional_call(model, unflat(v), (obs,)), actions).reshape(-1)
+
+    scores = torch.func.jacrev(logp)(flat)  # (H*B, P)
+    extra = -(scores.T * adv.reshape(-1)) @ scores / adv.numel()
+    assert extra.abs().max() > 1e-3  # the term is not negligible here
+    assert torch.allclose(h_lvc, h_r + extra, atol=1e-10)
+    # in the inner loop: the same fast weights
+    loop = InnerLoop.from_record(model, RECORD, phase="train")
+    a = loop.adapt(model, params, obs, (actions, adv))
+    b = loop.replace(loss=lvc_loss).adapt(model, params, obs, (actions, adv))
+    assert all(torch.allclose(a[n], b[n], atol=1e-12) for n in names)
 
 
 def test_anil_adapts_the_head_and_log_std_and_runs_the_body_once():

@@ -125,6 +125,26 @@ def test_log_std_fixed_option_trains_everything_but_the_log_std(tmp_path):
     assert all(r["log_std"] == 0.0 and r["log_std_adapted"] == 0.0 for r in rows)
 
 
+def test_inner_loss_lvc_is_recorded_and_changes_the_meta_gradient_not_the_first_samples(tmp_path):
+    from repsim.checkpoint import read_checkpoint
+
+    argv = ["train", "--preset", "rl-2dnav-cpu", "--algorithm", "maml", "--iterations", "1"]
+    rows, tensors = {}, {}
+    for loss in ("reinforce", "lvc"):
+        out = tmp_path / loss
+        assert main(argv + TINY + ["--inner-loss", loss, "--out", str(out)]) == 0
+        tensors[loss], record = read_checkpoint(out / "final.safetensors")
+        assert record["train"]["inner_loss"] == loss
+        rows[loss] = json.loads((out / "metrics.jsonl").open().readline())
+    # the same pre-update samples and the same inner step: the same returns before and after
+    for key in ("return_before", "return_after"):
+        assert rows["lvc"][key] == pytest.approx(rows["reinforce"][key], abs=1e-6)
+    # a different meta-gradient: a different TRPO step
+    assert any(
+        not torch.allclose(tensors["lvc"][k], tensors["reinforce"][k]) for k in tensors["lvc"]
+    )
+
+
 def test_train_refuses_options_that_the_preset_does_not_use(tmp_path, capsys):
     argv = ["train", "--preset", "rl-2dnav-cpu", "--ways", "5", "--out", str(tmp_path)]
     assert main(argv) == 2

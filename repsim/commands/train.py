@@ -169,6 +169,13 @@ def register(subparsers) -> argparse.ArgumentParser:
         "a diagnostic, not MAML-RL's protocol)",
     )
     rl.add_argument(
+        "--inner-loss",
+        choices=("reinforce", "lvc"),
+        default=None,
+        help="reinforce (default, MAML-RL's); lvc: ProMP's low-variance curvature loss, the "
+        "same inner step with the pre-update sampling term in the meta-gradient",
+    )
+    rl.add_argument(
         "--goal-tolerance",
         type=float,
         default=None,
@@ -236,7 +243,7 @@ def _run_rl(args: argparse.Namespace) -> int:
     keys += ("test_inner_steps", "max_kl", "iterations", "seed", "workers", "save_every")
     keys += ("threads",)  # the shared option, applied once in cli.main
     keys += ("goal_tolerance", "hidden", "nonlinearity", "heldout_every", "heldout_tasks")
-    keys += ("heldout_trajectories", "step_check_every")
+    keys += ("heldout_trajectories", "step_check_every", "inner_loss")
     cfg = config_from_preset(
         args.preset,
         adapt_log_std=adapt,
@@ -253,7 +260,7 @@ def _run_rl(args: argparse.Namespace) -> int:
 
 RL_ONLY = ("trajectories", "horizon", "max_kl", "workers", "log_std", "goal_tolerance")
 RL_ONLY += ("hidden", "nonlinearity", "heldout_every", "heldout_tasks", "heldout_trajectories")
-RL_ONLY += ("step_check_every",)
+RL_ONLY += ("step_check_every", "inner_loss")
 # The TrainConfig options a meta-RL preset also takes; every other one is classification only.
 RL_SHARED = (
     "algorithm",

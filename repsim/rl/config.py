@@ -16,6 +16,7 @@ from repsim.errors import InputError
 from repsim.rl.envs import ENVIRONMENTS, TEST_SEED
 
 ALGORITHMS = ("maml", "anil")
+INNER_LOSS_NAMES = ("reinforce", "lvc")  # the keys of repsim.rl.policy.INNER_LOSSES
 HELDOUT_STEPS = 2  # held-out returns before adaptation and after 1 and 2 inner steps
 
 
@@ -45,6 +46,10 @@ class RLConfig:
     # False: no loop trains the log-std, which stays at log 1 = 0 (--log-std fixed: a diagnostic
     # of the 2D-Navigation drift, docs/meta-rl.md; MAML-RL trains it)
     train_log_std: bool = True
+    # The inner loss the meta-gradient differentiates: "reinforce" (MAML-RL's) or "lvc"
+    # (ProMP's, repsim.rl.policy.lvc_loss: the same inner step, plus the pre-update sampling
+    # term in the meta-gradient; a test of the 2D-Navigation drift, docs/meta-rl.md)
+    inner_loss: str = "reinforce"
     iterations: int = 500
     seed: int = 0
     workers: int = 1  # sampling processes for HalfCheetah (gymnasium AsyncVectorEnv when > 1)
@@ -81,6 +86,10 @@ class RLConfig:
             raise InputError(
                 "trajectories and heldout_trajectories must be at least 2 (advantages are "
                 "normalised)"
+            )
+        if self.inner_loss not in INNER_LOSS_NAMES:
+            raise InputError(
+                f"inner_loss must be one of {INNER_LOSS_NAMES}, got {self.inner_loss!r}"
             )
         if self.adapt_log_std and not self.train_log_std:
             raise InputError(

@@ -109,6 +109,26 @@ def reinforce_loss(output, target) -> torch.Tensor:
     return -masked_mean(log_prob(output, actions) * advantages, mask[0] if mask else None)
 
 
+def lvc_loss(output, target) -> torch.Tensor:
+    """ProMP's low-variance curvature (LVC) inner loss (Rothfuss et al. 2019, eq. 13):
+    ``-mean(pi(a|s) / stop_gradient(pi(a|s)) * A)``, arguments as :func:`reinforce_loss`.
+
+    Its gradient equals :func:`reinforce_loss`'s (its value is ``-mean(A)``), so the adapted
+    weights are the same; its Hessian adds ``-mean(grad log pi grad log pi^T * A)``, the term through which the
+    pre-update policy's sampling reaches the post-update return. MAML-RL's meta-gradient
+    (REINFORCE inner loss) leaves that term out (Stadie et al. 2018; Rothfuss et al. 2019).
+    """
+    actions, advantages, *mask = target
+    logp = log_prob(output, actions)
+    ratio = torch.exp(logp - logp.detach())  # 1 in value, grad log pi in gradient
+    return -masked_mean(ratio * advantages, mask[0] if mask else None)
+
+
+# The inner losses a meta-RL run can train with (RLConfig.inner_loss); evaluation adapts with
+# the policy's inner_loss, REINFORCE, which takes the same step.
+INNER_LOSSES = {"reinforce": reinforce_loss, "lvc": lvc_loss}
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """The mean of ``values`` over the steps where ``mask`` is 1 (episodes that end early,
     :mod:`repsim.rl.sampling`), or over every step without a mask."""
