@@ -114,9 +114,10 @@ def lvc_loss(output, target) -> torch.Tensor:
     ``-mean(pi(a|s) / stop_gradient(pi(a|s)) * A)``, arguments as :func:`reinforce_loss`.
 
     Its gradient equals :func:`reinforce_loss`'s (its value is ``-mean(A)``), so the adapted
-    weights are the same; its Hessian adds ``-mean(grad log pi grad log pi^T * A)``, the term through which the
-    pre-update policy's sampling reaches the post-update return. MAML-RL's meta-gradient
-    (REINFORCE inner loss) leaves that term out (Stadie et al. 2018; Rothfuss et al. 2019).
+    weights are the same; its Hessian adds ``-mean(grad log pi grad log pi^T * A)``, the term
+    through which the pre-update policy's sampling reaches the post-update return. MAML-RL's
+    meta-gradient (REINFORCE inner loss) leaves that term out (Stadie et al. 2018; Rothfuss et
+    al. 2019).
     """
     actions, advantages, *mask = target
     logp = log_prob(output, actions)
