@@ -78,6 +78,7 @@ def test_write_rl_results_gives_rows_beside_the_paper_and_learning_curves(tmp_pa
     assert "2 x 3, 2 (**reduced**)" in section
     assert "![rl_similarity_2dnav_anil.png](rl/rl_similarity_2dnav_anil.png)" in section
     assert "| 2dnav | MAML | 2 |" in section and "| 2dnav | ANIL | 1 |" in section  # drift
+    assert "second-half mean" in section
     maml0 = next(r for r in data["runs"] if r["algorithm"] == "maml" and r["seed"] == 0)
     assert maml0["checkpoint"] == "maml_2dnav_seed0.safetensors"  # no machine path
     assert maml0["return_after"] == pytest.approx(

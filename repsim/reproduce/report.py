@@ -375,7 +375,7 @@ def _rl_drift_lines(folder: Path) -> list[str]:
         cells.setdefault((r["env"], r["group"]), {})[r["quantity"]] = r
 
     def num(cell: dict, key: str, fmt: str = ".1f") -> str:
-        value = cell[key]["mean"]
+        value = cell.get(key, {}).get("mean")  # an older rl_drift.json lacks a quantity
         return "—" if value is None else format(value, fmt)
 
     lines = [
@@ -388,9 +388,10 @@ def _rl_drift_lines(folder: Path) -> list[str]:
         "`repsim.rl.drift`.",
         "",
         "| environment | group | runs | in-batch: peak (iteration) → last | held-out after 1 "
-        "step: peak (iteration) → last ± 95 % | log-std: first → last | step gain, second "
-        "half: own batch / fresh batch | held-out gain of step 2 |",
-        "|---|---|---|---|---|---|---|---|",
+        "step: peak (iteration) → last ± 95 % | held-out after 1 step: second-half mean "
+        "| log-std: first → last | step gain, second half: own batch / fresh batch "
+        "| held-out gain of step 2 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (env, group), c in cells.items():
         lines.append(
@@ -399,6 +400,7 @@ def _rl_drift_lines(folder: Path) -> list[str]:
             f"{num(c, 'in_batch_final')} "
             f"| {num(c, 'heldout_peak')} ({num(c, 'heldout_peak_iteration', '.0f')}) → "
             f"{num(c, 'heldout_final')} ± {num(c, 'heldout_final_ci95')} "
+            f"| {num(c, 'heldout_late_mean')} "
             f"| {num(c, 'log_std_first', '.2f')} → {num(c, 'log_std_final', '.2f')} "
             f"| {num(c, 'gain_in_batch_late', '.4f')} / {num(c, 'gain_fresh_late', '.4f')} "
             f"| {num(c, 'heldout_second_step_gain')} |"
