@@ -17,7 +17,8 @@
 #   ablations/2dnav_logstd-meta_*_s0   the same with --log-std meta (the log-std not adapted)
 #   ablations/2dnav_mb40_*_s0          the same with --meta-batch 40 (cbfinn's point script)
 #   ablations/2dnav_logstd-fixed_*_s0  the same with --log-std fixed (no loop trains the std)
-#   ablations/2dnav_lvc_*_s0           the same with --inner-loss lvc (ProMP's meta-gradient)
+#   ablations/2dnav_lvc_*_s0           the same with --inner-loss lvc (ProMP's meta-gradient);
+#                                      MAML's seeds 1, 2 too, after HalfCheetah
 #   cheetah-{dir,vel}/{maml,anil}_s{seed}
 #                                      10 tasks x 20 trajectories x 200 iterations, horizon 200,
 #                                      held-out 10 tasks x 10 trajectories
@@ -53,6 +54,10 @@ jobs_list() {  # one "name|options" line per run, in order of priority
       "--workers 1 --meta-batch $CH_TASKS --trajectories $CH_TRAJ --horizon 200" \
       "--heldout-tasks 10 --heldout-trajectories 10 --save-every 5"
   done; done; done
+  for s in $SEEDS; do  # the ablation that removed the drift on seed 0: its other seeds
+    [ "$s" = 0 ] || echo "ablations/2dnav_lvc_maml_s$s|--preset rl-2dnav --algorithm maml" \
+      "--seed $s --iterations $NAV_IT --inner-loss lvc"
+  done
   ablations anil  # the issue asks for one seed of each ablation: ANIL's are extra, so last
 }
 

@@ -28,7 +28,7 @@ def test_the_plan_lists_every_run_resumable_with_one_thread(tmp_path):
     proc = _run(tmp_path / "plan", DRY_RUN="1")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 2 * 3 + 2 * 2 * 3 + 2 * 4  # 2D-Nav, HalfCheetah x 2, ablations
+    assert len(lines) == 2 * 3 + 2 * 2 * 3 + 2 * 4 + 2  # 2D-Nav, HalfCheetah x 2, ablations
     assert all("--resume" in ln and "--threads 1" in ln for ln in lines)
     nav = [ln for ln in lines if "/2dnav/" in ln]
     assert len(nav) == 6 and all(
@@ -39,7 +39,7 @@ def test_the_plan_lists_every_run_resumable_with_one_thread(tmp_path):
     assert sum("--log-std meta" in ln for ln in lines) == 2
     assert sum("--meta-batch 40" in ln for ln in lines) == 2
     assert sum("--log-std fixed" in ln for ln in lines) == 2
-    assert sum("--inner-loss lvc" in ln for ln in lines) == 2
+    assert sum("--inner-loss lvc" in ln for ln in lines) == 4  # MAML x 3 seeds, ANIL x 1
     # MAML's ablations before HalfCheetah, ANIL's (which the issue does not ask for) last
     order = [ln.split("--out ")[-1] for ln in lines]
     assert order.index(str(tmp_path / "plan/ablations/2dnav_lvc_maml_s0")) < min(
