@@ -16,7 +16,6 @@ from repsim.errors import InputError
 from repsim.rl.envs import ENVIRONMENTS, TEST_SEED
 
 ALGORITHMS = ("maml", "anil")
-INNER_LOSS_NAMES = ("reinforce", "lvc")  # the keys of repsim.rl.policy.INNER_LOSSES
 HELDOUT_STEPS = 2  # held-out returns before adaptation and after 1 and 2 inner steps
 
 
@@ -66,7 +65,7 @@ class RLConfig:
     step_check_every: int = 10
 
     def __post_init__(self):
-        from repsim.rl.policy import NONLINEARITIES
+        from repsim.rl.policy import INNER_LOSSES, NONLINEARITIES
 
         if self.env not in ENVIRONMENTS:
             raise InputError(f"unknown environment {self.env!r}; use one of {ENVIRONMENTS}")
@@ -87,9 +86,9 @@ class RLConfig:
                 "trajectories and heldout_trajectories must be at least 2 (advantages are "
                 "normalised)"
             )
-        if self.inner_loss not in INNER_LOSS_NAMES:
+        if self.inner_loss not in INNER_LOSSES:
             raise InputError(
-                f"inner_loss must be one of {INNER_LOSS_NAMES}, got {self.inner_loss!r}"
+                f"inner_loss must be one of {sorted(INNER_LOSSES)}, got {self.inner_loss!r}"
             )
         if self.adapt_log_std and not self.train_log_std:
             raise InputError(
