@@ -79,6 +79,8 @@ def test_rl_options_are_checked():
         config_from_preset("rl-2dnav-cpu", algorithm="boil")
     with pytest.raises(InputError, match="trajectories"):
         config_from_preset("rl-2dnav-cpu", trajectories=1)
+    with pytest.raises(InputError, match="lvc"):
+        config_from_preset("rl-2dnav-cpu", inner_loss="dice")
 
 
 @pytest.mark.parametrize("preset", ["rl-cheetah-dir-cpu", "rl-cheetah-vel-cpu"])
