@@ -245,11 +245,10 @@ class RLRun:
     def build(cls, cfg: RLConfig) -> RLRun:
         from repsim.inner_loop import InnerLoop
         from repsim.rl.envs import env_for
+        from repsim.rl.policy import INNER_LOSSES
 
         env = env_for(cfg.to_dict())
         model = make_policy(cfg, env)
-        from repsim.rl.policy import INNER_LOSSES
-
         loop = InnerLoop.from_record(model, {"train": cfg.to_dict()}, phase="train")
         loop = loop.replace(loss=INNER_LOSSES[cfg.inner_loss])
         return cls(cfg, model, loop, env)
