@@ -125,7 +125,7 @@ def test_lvc_loss_takes_reinforces_step_and_adds_the_sampling_term_to_its_hessia
     def loss_of(loss):
         return lambda v: loss(functional_call(model, unflat(v), (obs,)), (actions, adv))
 
-    flat = torch.cat([params[n].reshape(-1) for n in names])
+    flat = flatten([params[n] for n in names])
     reinforce, lvc = loss_of(reinforce_loss), loss_of(lvc_loss)
     assert torch.allclose(lvc(flat), -adv.mean(), atol=1e-12)  # the ratio is 1 in value
     g_r = torch.func.grad(reinforce)(flat)
