@@ -83,6 +83,27 @@ def test_rl_options_are_checked():
         config_from_preset("rl-2dnav-cpu", inner_loss="dice")
 
 
+def test_the_cpu_halfcheetah_presets_are_the_shipped_checkpoints_configuration():
+    """`--preset rl-cheetah-*-cpu` retrains a shipped HalfCheetah policy: its recorded training
+    configuration is the preset's, but for the seed and the algorithm."""
+    from repsim.checkpoint import read_record
+    from repsim.rl.config import as_trained, config_from_preset
+    from repsim.rl.report import RL_CHECKPOINT_DIR
+
+    shipped = sorted(RL_CHECKPOINT_DIR.glob("*_cheetah-*_seed*.safetensors"))
+    assert shipped, f"no HalfCheetah checkpoints in {RL_CHECKPOINT_DIR}"
+    for path in shipped:
+        train = as_trained(read_record(path)["train"])
+        preset = f"rl-{train['env']}-cpu"
+        expected = config_from_preset(
+            preset, algorithm=train["algorithm"], seed=train["seed"], horizon=200
+        ).to_dict()
+        assert train == expected, (
+            path.name,
+            {k: train[k] for k in train if train[k] != expected[k]},
+        )
+
+
 @pytest.mark.parametrize("preset", ["rl-cheetah-dir-cpu", "rl-cheetah-vel-cpu"])
 def test_halfcheetah_trains_and_evaluates_end_to_end(preset, tmp_path, capsys):
     from repsim.rl.envs import make_cheetah

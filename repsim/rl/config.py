@@ -129,17 +129,23 @@ def as_trained(train: dict) -> dict:
 # are sized for 2 cores (see README, "Meta-RL").
 _PAPER = dict(trajectories=20, inner_lr=0.1, inner_steps=1, iterations=500)
 _NAV = dict(env="2dnav", meta_batch=20, goal_tolerance=0.01)
+# the shipped HalfCheetah checkpoints' scale: 10 % of the paper's 40 x 20 x 500, keeping its 20
+# trajectories per task (the inner step's own batch) and its horizon of 200
+_CHEETAH_CPU = dict(
+    meta_batch=10,
+    trajectories=20,
+    iterations=200,
+    heldout_tasks=10,
+    heldout_trajectories=10,
+    save_every=5,
+)
 PRESETS: dict[str, dict] = {
     "rl-2dnav": dict(**_NAV, **_PAPER),
     "rl-cheetah-dir": dict(env="cheetah-dir", meta_batch=40, workers=8, **_PAPER),
     "rl-cheetah-vel": dict(env="cheetah-vel", meta_batch=40, workers=8, **_PAPER),
     "rl-2dnav-cpu": dict(**_NAV, trajectories=20, iterations=80),
-    "rl-cheetah-dir-cpu": dict(
-        env="cheetah-dir", meta_batch=6, trajectories=10, iterations=100, save_every=5
-    ),
-    "rl-cheetah-vel-cpu": dict(
-        env="cheetah-vel", meta_batch=6, trajectories=10, iterations=100, save_every=5
-    ),
+    "rl-cheetah-dir-cpu": dict(env="cheetah-dir", **_CHEETAH_CPU),
+    "rl-cheetah-vel-cpu": dict(env="cheetah-vel", **_CHEETAH_CPU),
 }
 
 
